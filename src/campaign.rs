@@ -1,0 +1,454 @@
+//! A compiled campaign and the per-recipient merge (DESIGN.md section 3):
+//! MJML is rendered once with the `{{…}}` left in, Handlebars compiles that
+//! HTML once, and each recipient costs one Handlebars render of the HTML, one
+//! of the text and one per header. No I/O here beyond what
+//! [`TemplateFile`] already read.
+
+use std::collections::BTreeSet;
+
+use handlebars::Handlebars;
+
+use crate::error::{Error, Result};
+use crate::message::{Mailbox, Parts};
+use crate::recipients::{Columns, Recipient};
+use crate::report::{Problem, Severity};
+use crate::template::TemplateFile;
+use crate::text;
+
+/// Gmail clips an HTML body near 102 KB; warn well before.
+pub const HTML_WARN_BYTES: usize = 90 * 1024;
+
+/// A campaign ready to render: templates compiled, columns checked.
+pub struct Campaign {
+    template: TemplateFile,
+    html: Handlebars<'static>,
+    plain: Handlebars<'static>,
+    /// The MJML rendered once, placeholders and all.
+    html_template: String,
+    text_template: String,
+    /// (header, columns it uses), in template order.
+    headers: Vec<(String, BTreeSet<String>)>,
+    used: BTreeSet<String>,
+    hash: u128,
+    /// The recipients file's name, for problems.
+    csv: String,
+}
+
+impl std::fmt::Debug for Campaign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Campaign")
+            .field("template", &self.template.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One recipient's merged letter, ready to be built into a message.
+#[derive(Debug, Clone)]
+pub struct Letter {
+    pub row: usize,
+    pub line: u64,
+    pub parts: Parts,
+    /// The recipient's fields hashed with the campaign: the seed of a
+    /// deterministic [`crate::message::Stamp`].
+    pub fingerprint: u128,
+    pub warnings: Vec<Problem>,
+}
+
+/// The variables of `template` that are not columns, each an error naming
+/// the variable and its line.
+pub fn missing_variables(
+    template: &TemplateFile,
+    columns: &Columns,
+    csv: &str,
+) -> Result<Vec<Error>> {
+    let vars = template.variables()?;
+    let mut seen = BTreeSet::new();
+    Ok(vars
+        .into_iter()
+        .filter(|v| columns.position(&v.name).is_none() && seen.insert(v.name.clone()))
+        .map(|v| Error::MissingVariable {
+            path: if v.in_text_file {
+                template.text_path()
+            } else {
+                template.path.clone()
+            },
+            line: v.line,
+            name: v.name,
+            csv: csv.to_string(),
+            columns: columns.names().join(", "),
+        })
+        .collect())
+}
+
+fn render_options() -> mrml::prelude::render::RenderOptions {
+    mrml::prelude::render::RenderOptions {
+        // Outlook's conditional comments are layout, not comments.
+        disable_comments: false,
+        social_icon_origin: None,
+        // mrml's default adds Google Fonts links to every letter, even
+        // one that names no web font.
+        fonts: Default::default(),
+    }
+}
+
+/// Renders MJML to HTML, giving errors as (line in `mjml`, message).
+fn render_mjml(
+    mjml: &str,
+    include_root: Option<&std::path::Path>,
+) -> std::result::Result<String, (usize, String)> {
+    use mrml::prelude::parser::{Error as P, ParserOptions};
+    let mut opts = ParserOptions::default();
+    if let Some(root) = include_root {
+        opts.include_loader = Box::new(
+            mrml::prelude::parser::local_loader::LocalIncludeLoader::new(root.to_path_buf()),
+        );
+    }
+    let line_of = |pos: usize| mjml[..pos.min(mjml.len())].matches('\n').count() + 1;
+    let parsed = mrml::parse_with_options(mjml, &opts).map_err(|e| {
+        let line = match &e {
+            P::UnexpectedElement { position, .. }
+            | P::UnexpectedToken { position, .. }
+            | P::MissingAttribute { position, .. }
+            | P::InvalidAttribute { position, .. }
+            | P::InvalidFormat { position, .. }
+            | P::IncludeLoaderError { position, .. } => line_of(position.start),
+            _ => mjml.lines().count(),
+        };
+        let hint = match &e {
+            P::EndOfStream { .. } => "; a tag is not closed",
+            P::ParserError { .. } | P::InvalidFormat { .. } => {
+                "; check for an unquoted attribute or an unclosed tag"
+            }
+            _ => "",
+        };
+        (line, format!("MJML error: {e}{hint}"))
+    })?;
+    parsed
+        .element
+        .render(&render_options())
+        .map_err(|e| (1, format!("MJML render error: {e}")))
+}
+
+impl Campaign {
+    /// Compiles `template` for a list with `columns` (named `csv` in
+    /// messages). Fails on the first template error or missing variable.
+    pub fn compile(template: TemplateFile, columns: &Columns, csv: &str) -> Result<Campaign> {
+        if let Some(e) = missing_variables(&template, columns, csv)?
+            .into_iter()
+            .next()
+        {
+            return Err(e);
+        }
+        let include_root = template
+            .path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .and_then(|p| p.canonicalize().ok());
+        let html_template = render_mjml(&template.body, include_root.as_deref())
+            .map_err(|(l, m)| template.error(template.body_line + l - 1, m, false))?;
+
+        let mut html = Handlebars::new();
+        html.set_strict_mode(true);
+        html.register_template_string("html", &html_template)
+            .map_err(|e| {
+                template.error(
+                    template.body_line,
+                    format!(
+                        "after MJML rendering, the Handlebars in the body no longer parses ({}); \
+                     MJML dropped or moved a `{{{{…}}}}`: put block helpers inside mj-text or \
+                     around whole mj-sections in mj-raw, and use single quotes inside attributes",
+                        e.reason()
+                    ),
+                    false,
+                )
+            })?;
+
+        let (text_template, text_is_file) = match &template.text {
+            Some(t) => (t.clone(), true),
+            None => (
+                text::from_html(&html_template)
+                    .map_err(|m| template.error(template.body_line, m, false))?,
+                false,
+            ),
+        };
+        let mut plain = Handlebars::new();
+        plain.set_strict_mode(true);
+        plain.register_escape_fn(handlebars::no_escape);
+        plain
+            .register_template_string("text", &text_template)
+            .map_err(|e| {
+                template.error(
+                    e.pos().map_or(1, |p| p.0),
+                    format!("text part: {}", e.reason()),
+                    text_is_file,
+                )
+            })?;
+
+        let vars = template.variables()?;
+        let mut headers = Vec::new();
+        for h in &template.headers {
+            plain
+                .register_template_string(&format!("h:{}", h.name), &h.value)
+                .map_err(|e| {
+                    template.error(
+                        h.line,
+                        format!("Handlebars syntax error: {}", e.reason()),
+                        false,
+                    )
+                })?;
+            let cols = crate::template::variables_in(&h.value)
+                .map_err(|(_, m)| template.error(h.line, m, false))?
+                .into_iter()
+                .map(|v| v.name)
+                .collect();
+            headers.push((h.name.clone(), cols));
+        }
+        let used = vars.into_iter().map(|v| v.name).collect();
+        let hash = xxhash_rust::xxh3::xxh3_128(template.source.as_bytes());
+        Ok(Campaign {
+            template,
+            html,
+            plain,
+            html_template,
+            text_template,
+            headers,
+            used,
+            hash,
+            csv: csv.to_string(),
+        })
+    }
+
+    /// The recipients file's name, as used in problems.
+    pub fn csv_name(&self) -> &str {
+        &self.csv
+    }
+
+    pub fn template(&self) -> &TemplateFile {
+        &self.template
+    }
+
+    /// A hash of the template files: changes when the letter changes.
+    pub fn hash(&self) -> u128 {
+        self.hash
+    }
+
+    /// The HTML template (MJML rendered, placeholders left in).
+    pub fn html_template(&self) -> &str {
+        &self.html_template
+    }
+
+    /// The text template (generated from the HTML, or the `.txt` sibling).
+    pub fn text_template(&self) -> &str {
+        &self.text_template
+    }
+
+    /// The columns the template never uses.
+    pub fn unused_columns<'a>(&self, columns: &'a Columns) -> Vec<&'a str> {
+        columns
+            .names()
+            .iter()
+            .filter(|c| !self.used.contains(c.as_str()))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Merges one recipient. A problem with this row (a bad address, a line
+    /// break in a header value) is returned, not raised: the run goes on.
+    pub fn render(&self, r: &Recipient) -> std::result::Result<Letter, Problem> {
+        let problem = |column: Option<&str>, message: String| {
+            let p = Problem::new(Severity::Error, self.csv.clone(), message)
+                .at_line(r.line)
+                .at_row(r.row);
+            match column {
+                Some(c) => p.in_column(c),
+                None => p,
+            }
+        };
+        let ctx = r.to_json();
+        let mut from = None;
+        let mut to = None;
+        let mut reply_to = None;
+        let mut subject = String::new();
+        let mut list_unsubscribe = None;
+        let mut extra = Vec::new();
+        let mut warnings = Vec::new();
+        for (name, cols) in &self.headers {
+            // A line break in a header value is an injection attempt or a
+            // paste accident; lettre would panic on it (DESIGN.md 4).
+            if let Some(col) = cols
+                .iter()
+                .find(|c| r.get(c).is_some_and(|v| v.contains(['\r', '\n', '\0'])))
+            {
+                return Err(problem(
+                    Some(col),
+                    format!("holds a line break or NUL, which would go into the {name} header; remove it"),
+                ));
+            }
+            let value = self
+                .plain
+                .render(&format!("h:{name}"), &ctx)
+                .map_err(|e| problem(None, format!("cannot render the {name} header: {e}")))?;
+            let value = value.trim().to_string();
+            if value.contains(['\r', '\n', '\0']) {
+                return Err(problem(
+                    None,
+                    format!("the {name} header would hold a line break; remove it"),
+                ));
+            }
+            let column_of_address = cols
+                .iter()
+                .find(|c| {
+                    r.get(c)
+                        .is_some_and(|v| value.contains(&format!("<{v}>")) || value == *v)
+                })
+                .map(String::as_str)
+                .or(cols.iter().next().map(String::as_str));
+            match name.as_str() {
+                "From" | "To" | "Reply-To" => {
+                    let m = Mailbox::parse(&value).map_err(|e| {
+                        problem(column_of_address, format!("the {name} address {e}"))
+                    })?;
+                    match name.as_str() {
+                        "From" => from = Some(m),
+                        "To" => to = Some(m),
+                        _ => reply_to = Some(m),
+                    }
+                }
+                "Subject" => {
+                    if value.is_empty() {
+                        warnings.push(
+                            problem(None, "the subject is empty".into())
+                                .with_severity(Severity::Warning),
+                        );
+                    }
+                    subject = value;
+                }
+                "List-Unsubscribe" => {
+                    if !value.is_ascii() {
+                        return Err(problem(cols.iter().next().map(String::as_str), "the List-Unsubscribe URL holds non-ASCII characters; percent-encode them".into()));
+                    }
+                    let v = if value.starts_with('<') {
+                        value
+                    } else {
+                        format!("<{value}>")
+                    };
+                    if !v.contains("<https://") && !v.contains("<mailto:") {
+                        warnings.push(problem(None, "List-Unsubscribe has no https or mailto URL; one-click unsubscribe (RFC 8058) needs https".into()).with_severity(Severity::Warning));
+                    }
+                    list_unsubscribe = Some(v);
+                }
+                _ => extra.push((name.clone(), value)),
+            }
+        }
+        let html = self
+            .html
+            .render("html", &ctx)
+            .map_err(|e| problem(None, format!("cannot render the HTML: {e}")))?;
+        let text = self
+            .plain
+            .render("text", &ctx)
+            .map_err(|e| problem(None, format!("cannot render the text: {e}")))?;
+        let text = text::wrap(&text);
+        if html.len() > HTML_WARN_BYTES {
+            warnings.push(
+                problem(
+                    None,
+                    format!(
+                        "the HTML is {} KB; Gmail clips messages near 102 KB",
+                        html.len() / 1024
+                    ),
+                )
+                .with_severity(Severity::Warning),
+            );
+        }
+        let fingerprint = {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(&self.hash.to_le_bytes());
+            for f in &r.fields {
+                h.update(&(f.len() as u64).to_le_bytes());
+                h.update(f.as_bytes());
+            }
+            h.digest128()
+        };
+        Ok(Letter {
+            row: r.row,
+            line: r.line,
+            parts: Parts {
+                from: from.expect("From is required by TemplateFile::parse"),
+                to: to.expect("To defaults to {{email}} in TemplateFile::parse"),
+                reply_to,
+                subject,
+                list_unsubscribe,
+                extra,
+                text,
+                html,
+            },
+            fingerprint,
+            warnings,
+        })
+    }
+
+    /// The safety net of DESIGN.md section 3: renders `r` the slow way (Handlebars on
+    /// the MJML, then MJML) and compares with the fast way, after decoding
+    /// entities. A difference means a placeholder sits where MJML lays out.
+    pub fn verify(&self, r: &Recipient) -> Result<()> {
+        let ctx = r.to_json();
+        let Ok(fast) = self.html.render("html", &ctx) else {
+            return Ok(()); // reported by render()
+        };
+        let mut slow_hb = Handlebars::new();
+        let merged_mjml = slow_hb
+            .render_template(&self.template.body, &ctx)
+            .map_err(|e| {
+                self.template.error(
+                    self.template.body_line,
+                    format!("Handlebars error: {e}"),
+                    false,
+                )
+            })?;
+        slow_hb.set_strict_mode(false);
+        let slow = match render_mjml(&merged_mjml, None) {
+            Ok(s) => s,
+            Err((_, m)) => {
+                return Err(Error::MergeMismatch {
+                    path: self.template.path.clone(),
+                    row: r.row,
+                    detail: format!("the merged MJML does not parse: {m}"),
+                })
+            }
+        };
+        let (a, b) = (decode_entities(&fast), decode_entities(&slow));
+        if a != b {
+            let at = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+            let near = |s: &str| {
+                s.get(at.saturating_sub(30)..(at + 30).min(s.len()))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            return Err(Error::MergeMismatch {
+                path: self.template.path.clone(),
+                row: r.row,
+                detail: format!("once: `{}`, per recipient: `{}`", near(&a), near(&b)),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Decodes the entities Handlebars and mrml write, for comparing two HTML
+/// renderings.
+fn decode_entities(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#x60;", "`")
+        .replace("&#x3D;", "=")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}

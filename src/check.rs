@@ -1,0 +1,203 @@
+//! `letterpress check`: everything `render` would refuse or regret, found
+//! without writing a file. Template problems, columns, and every row merged
+//! in memory.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::campaign::{missing_variables, Campaign};
+use crate::error::Error;
+use crate::recipients::Recipients;
+use crate::report::{Problem, Severity};
+use crate::template::TemplateFile;
+
+/// All findings of one check.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub rows: usize,
+    pub errors: usize,
+    pub warnings: usize,
+    pub notes: usize,
+    pub problems: Vec<Problem>,
+    /// True when the template or the CSV itself is broken, as opposed to
+    /// some rows.
+    #[serde(skip)]
+    pub fatal: bool,
+}
+
+impl CheckReport {
+    fn push(&mut self, p: Problem) {
+        match p.severity {
+            Severity::Error => self.errors += 1,
+            Severity::Warning => self.warnings += 1,
+            Severity::Note => self.notes += 1,
+        }
+        self.problems.push(p);
+    }
+
+    fn fatal(&mut self, e: &Error) {
+        self.fatal = true;
+        self.push(problem_of(e));
+    }
+
+    /// 0 when nothing is wrong (warnings and notes allowed), 1 when the
+    /// template or the file is broken, 3 when some rows are.
+    pub fn exit_code(&self) -> u8 {
+        if self.fatal {
+            crate::exit::FATAL
+        } else if self.errors > 0 {
+            crate::exit::ROWS_REJECTED
+        } else {
+            crate::exit::OK
+        }
+    }
+}
+
+/// A fatal [`Error`] as a located [`Problem`].
+fn problem_of(e: &Error) -> Problem {
+    match e {
+        Error::Template {
+            path,
+            line,
+            message,
+        } => Problem::new(Severity::Error, path.display().to_string(), message.clone())
+            .at_line(*line as u64),
+        Error::MissingVariable { path, line, .. } => {
+            let full = e.to_string();
+            let message = full
+                .splitn(3, ':')
+                .nth(2)
+                .unwrap_or(&full)
+                .trim()
+                .to_string();
+            Problem::new(Severity::Error, path.display().to_string(), message).at_line(*line as u64)
+        }
+        Error::Recipients { path, message } => {
+            Problem::new(Severity::Error, path.clone(), message.clone())
+        }
+        Error::Read { path, .. } | Error::Write { path, .. } => {
+            Problem::new(Severity::Error, path.display().to_string(), e.to_string())
+        }
+        Error::MergeMismatch { path, .. } | Error::OutDirNotEmpty { path } => {
+            Problem::new(Severity::Error, path.display().to_string(), e.to_string())
+        }
+        Error::Usage(m) => Problem::new(Severity::Error, "", m.clone()),
+    }
+}
+
+/// Checks `template` against `recipients` and reports every problem found.
+pub fn check(template: &Path, recipients: &str, delimiter: Option<u8>) -> CheckReport {
+    let mut report = CheckReport::default();
+    let template = match TemplateFile::load(template) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            report.fatal(&e);
+            None
+        }
+    };
+    let mut rows = match Recipients::open(recipients, delimiter) {
+        Ok(r) => r,
+        Err(e) => {
+            report.fatal(&e);
+            return report;
+        }
+    };
+    let csv = rows.name().to_string();
+    let columns = rows.columns().clone();
+
+    let mut campaign = None;
+    if let Some(t) = template {
+        if t.header("List-Unsubscribe").is_none() {
+            report.push(
+                Problem::new(
+                    Severity::Warning,
+                    t.path.display().to_string(),
+                    "no List-Unsubscribe header; bulk senders must offer one-click unsubscribe \
+                     (RFC 8058): add `List-Unsubscribe: <https://…>`",
+                )
+                .at_line(1),
+            );
+        }
+        match missing_variables(&t, &columns, &csv) {
+            Ok(missing) if !missing.is_empty() => missing.iter().for_each(|e| report.fatal(e)),
+            Ok(_) => match Campaign::compile(t, &columns, &csv) {
+                Ok(c) => {
+                    for col in c.unused_columns(&columns) {
+                        report.push(
+                            Problem::new(
+                                Severity::Note,
+                                csv.clone(),
+                                "is not used by the template",
+                            )
+                            .at_line(1)
+                            .in_column(col),
+                        );
+                    }
+                    campaign = Some(c);
+                }
+                Err(e) => report.fatal(&e),
+            },
+            Err(e) => report.fatal(&e),
+        }
+    }
+
+    let mut seen: HashMap<String, (usize, u64)> = HashMap::new();
+    let mut verified = false;
+    loop {
+        let row = match rows.next_row() {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(e) => {
+                report.fatal(&e);
+                break;
+            }
+        };
+        report.rows += 1;
+        let r = match row {
+            Ok(r) => r,
+            Err(p) => {
+                report.push(p);
+                continue;
+            }
+        };
+        let Some(c) = &campaign else { continue };
+        if !verified {
+            verified = true;
+            if let Err(e) = c.verify(&r) {
+                report.fatal(&e);
+            }
+        }
+        match c.render(&r) {
+            Ok(letter) => {
+                let key = letter.parts.to.address.to_ascii_lowercase();
+                if let Some((row, line)) = seen.get(&key) {
+                    report.push(
+                        Problem::new(
+                            Severity::Warning,
+                            csv.clone(),
+                            format!(
+                                "`{}` is a duplicate of row {row} (line {line}); it will be sent once",
+                                letter.parts.to.address
+                            ),
+                        )
+                        .at_line(r.line)
+                        .at_row(r.row),
+                    );
+                } else {
+                    seen.insert(key, (r.row, r.line));
+                }
+                letter.warnings.into_iter().for_each(|w| report.push(w));
+            }
+            Err(p) => report.push(p),
+        }
+    }
+    if report.rows == 0 && !report.fatal {
+        report.fatal(&Error::Recipients {
+            path: csv,
+            message: "has a header line but no contacts; add one line per contact".into(),
+        });
+    }
+    report
+}

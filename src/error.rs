@@ -1,0 +1,80 @@
+//! The one error type of letterpress: every fatal condition, each variant
+//! carrying the file, line or column it is about. Row-level problems are not
+//! errors: they are [`crate::report::Problem`]s in the run's report.
+
+use std::path::PathBuf;
+
+/// A condition that stops a run before (or instead of) rendering anything.
+///
+/// Messages are lowercase, name the thing that is wrong and say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}:{line}: {message}")]
+    Template {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+
+    #[error(
+        "{path}:{line}: the template uses `{name}`, but {csv} has no column `{name}` \
+         (its columns: {columns}); add the column or fix the name"
+    )]
+    MissingVariable {
+        path: PathBuf,
+        line: usize,
+        name: String,
+        csv: String,
+        columns: String,
+    },
+
+    #[error("{path}: {message}")]
+    Recipients { path: String, message: String },
+
+    #[error(
+        "{path}: row {row} renders differently when MJML is rendered once than when it is \
+         rendered per recipient ({detail}); a placeholder sits where MJML computes layout \
+         (a width, or a block helper between mj-columns): move it into mj-text or mj-raw"
+    )]
+    MergeMismatch {
+        path: PathBuf,
+        row: usize,
+        detail: String,
+    },
+
+    #[error(
+        "output folder {path} is not empty; pass --force to write into it anyway, \
+         or choose another --out"
+    )]
+    OutDirNotEmpty { path: PathBuf },
+
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// The process exit code for this error: 2 for a usage mistake, 1 for
+    /// everything that stops a run from starting.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => crate::exit::USAGE,
+            _ => crate::exit::FATAL,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

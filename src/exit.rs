@@ -1,0 +1,20 @@
+//! The exit codes: a documented contract (README, `--help`), tested in
+//! `tests/`.
+
+/// Everything went well.
+pub const OK: u8 = 0;
+/// The run could not start or had to stop: a template error, an unreadable
+/// file, an output folder in the way.
+pub const FATAL: u8 = 1;
+/// The command line was wrong (clap uses the same code).
+pub const USAGE: u8 = 2;
+/// The run finished, but some rows were rejected; every other row was done.
+pub const ROWS_REJECTED: u8 = 3;
+
+/// The text for `--help`.
+pub const HELP: &str = "\
+Exit codes:
+  0  all well
+  1  fatal: nothing was done (template error, unreadable file, output folder in the way)
+  2  usage: the command line is wrong
+  3  finished, but some rows were rejected (each is reported with its CSV line)";

@@ -1,0 +1,26 @@
+//! letterpress: personalized letters from one MJML template and a CSV of
+//! contacts, as files to review or (later) sent over SMTP.
+//!
+//! Data flows one way, and a module uses only those before it:
+//! [`recipients`] (CSV) and [`template`] -> [`campaign`] (render: MJML once,
+//! Handlebars per recipient, [`text`] part) -> [`message`] (MIME) ->
+//! [`sink`] (files) -> [`run`] (the pipeline) -> [`check`] and
+//! [`commands`]. `campaign` and `message` do no I/O and never read the
+//! clock.
+
+pub mod campaign;
+pub mod check;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod exit;
+pub mod message;
+pub mod recipients;
+pub mod report;
+pub mod run;
+pub mod sink;
+pub mod template;
+pub mod text;
+
+pub use error::{Error, Result};

@@ -1,0 +1,285 @@
+//! Running a campaign through a sink: rows stream from the CSV in chunks,
+//! each chunk is merged, built and delivered on all cores, and the results
+//! come back in row order for the report. Memory stays flat in the length of
+//! the list. The clock is read here, at the edge, never in `campaign` or
+//! `message`.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::campaign::{Campaign, Letter};
+use crate::error::{Error, Result};
+use crate::message::{self, Stamp};
+use crate::recipients::{Recipient, Recipients};
+use crate::report::{Problem, Severity};
+use crate::sink::{Delivered, Outgoing, Sink};
+
+/// Where Date and Message-ID come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// `--deterministic` / `SOURCE_DATE_EPOCH`: this date, ids from a hash of
+    /// the campaign and the recipient's fields.
+    Fixed(i64),
+    /// The system clock and random ids.
+    System,
+}
+
+impl Clock {
+    /// The stamp for one letter. The system date is read once per run, so
+    /// every letter of a run carries the same Date.
+    fn stamp(&self, now: i64, letter: &Letter) -> Stamp {
+        match self {
+            Clock::Fixed(date) => Stamp {
+                date: *date,
+                id: letter.fingerprint,
+            },
+            Clock::System => {
+                let mut bytes = [0u8; 16];
+                // Without randomness, fall back to the fingerprint mixed
+                // with the time: still unique per recipient and run.
+                let id = match getrandom::fill(&mut bytes) {
+                    Ok(()) => u128::from_le_bytes(bytes),
+                    Err(_) => letter.fingerprint ^ (now as u128) << 64,
+                };
+                Stamp { date: now, id }
+            }
+        }
+    }
+}
+
+/// What happened to one row, in the order of the file.
+#[derive(Debug)]
+pub enum Outcome {
+    Done {
+        letter: Box<Letter>,
+        delivered: Delivered,
+        eml_size: usize,
+    },
+    Rejected(Problem),
+}
+
+/// Counts for the end-of-run summary.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    pub rows: usize,
+    pub rendered: usize,
+    pub rejected: usize,
+    pub warnings: usize,
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    pub fn exit_code(&self) -> u8 {
+        if self.rejected > 0 {
+            crate::exit::ROWS_REJECTED
+        } else {
+            crate::exit::OK
+        }
+    }
+}
+
+/// Rows merged and delivered in parallel between two reports.
+const CHUNK: usize = 512;
+/// How many rows are rendered both ways before the run starts (DESIGN.md 3).
+const VERIFY_ROWS: usize = 3;
+
+/// Streams every row of `recipients` through `campaign` into `sink`, calling
+/// `report` with each outcome in row order. `progress` is told how many bytes
+/// of the input have been read, and the counts so far.
+pub fn run(
+    campaign: &Campaign,
+    mut recipients: Recipients,
+    sink: &dyn Sink,
+    clock: Clock,
+    mut report: impl FnMut(&Outcome) -> Result<()>,
+    mut progress: impl FnMut(u64, &Summary),
+) -> Result<Summary> {
+    let started = Instant::now();
+    let now = match clock {
+        Clock::Fixed(d) => d,
+        Clock::System => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    };
+    let mut summary = Summary::default();
+    let mut verified = 0;
+    let mut chunk: Vec<std::result::Result<Recipient, Problem>> = Vec::with_capacity(CHUNK);
+    loop {
+        chunk.clear();
+        while chunk.len() < CHUNK {
+            match recipients.next_row()? {
+                Some(row) => chunk.push(row),
+                None => break,
+            }
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        for r in chunk.iter().flatten() {
+            if verified >= VERIFY_ROWS {
+                break;
+            }
+            campaign.verify(r)?;
+            verified += 1;
+        }
+        let outcomes: Vec<Outcome> = chunk
+            .par_drain(..)
+            .map(|row| process(campaign, row, sink, clock, now))
+            .collect();
+        for o in &outcomes {
+            summary.rows += 1;
+            match o {
+                Outcome::Done { letter, .. } => {
+                    summary.rendered += 1;
+                    summary.warnings += letter.warnings.len();
+                }
+                Outcome::Rejected(_) => summary.rejected += 1,
+            }
+            report(o)?;
+        }
+        progress(recipients.bytes_read(), &summary);
+    }
+    if summary.rows == 0 {
+        return Err(Error::Recipients {
+            path: recipients.name().to_string(),
+            message: "has a header line but no contacts; add one line per contact".into(),
+        });
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn process(
+    campaign: &Campaign,
+    row: std::result::Result<Recipient, Problem>,
+    sink: &dyn Sink,
+    clock: Clock,
+    now: i64,
+) -> Outcome {
+    let letter = match row.and_then(|r| campaign.render(&r)) {
+        Ok(l) => l,
+        Err(p) => return Outcome::Rejected(p),
+    };
+    let stamp = clock.stamp(now, &letter);
+    let eml = match message::build(&letter.parts, &stamp) {
+        Ok(eml) => eml,
+        Err(too_long) => {
+            return Outcome::Rejected(
+                Problem::new(
+                    Severity::Error,
+                    campaign.csv_name(),
+                    format!(
+                        "the {} header holds a word too long for one line (998 characters); shorten the value",
+                        too_long.header
+                    ),
+                )
+                .at_line(letter.line)
+                .at_row(letter.row),
+            )
+        }
+    };
+    match sink.deliver(&Outgoing {
+        letter: &letter,
+        eml: &eml,
+    }) {
+        Ok(delivered) => Outcome::Done {
+            eml_size: eml.len(),
+            letter: Box::new(letter),
+            delivered,
+        },
+        Err(message) => Outcome::Rejected(
+            Problem::new(Severity::Error, campaign.csv_name(), message)
+                .at_line(letter.line)
+                .at_row(letter.row),
+        ),
+    }
+}
+
+/// One entry of `manifest.json`.
+#[derive(Debug, Serialize)]
+pub struct ManifestEntry<'a> {
+    pub row: usize,
+    pub line: u64,
+    pub to: &'a str,
+    pub name: &'a str,
+    pub subject: &'a str,
+    pub files: &'a std::collections::BTreeMap<String, String>,
+    pub sizes: &'a std::collections::BTreeMap<String, u64>,
+    pub warnings: Vec<String>,
+}
+
+/// Writes `manifest.json` as the run goes, so its size in memory does not
+/// grow with the list: the letters stream out, the rejected rows (few, one
+/// hopes) are kept for the end.
+pub struct Manifest<W: Write> {
+    out: W,
+    path: std::path::PathBuf,
+    first: bool,
+    rejected: Vec<Problem>,
+}
+
+impl<W: Write> Manifest<W> {
+    pub fn start(mut out: W, path: std::path::PathBuf, head: &serde_json::Value) -> Result<Self> {
+        let mut head = serde_json::to_string_pretty(head).expect("plain JSON");
+        head.pop(); // the closing brace: letters follow
+        head.truncate(head.trim_end().len());
+        let r = write!(out, "{head},\n  \"letters\": [");
+        let m = Manifest {
+            out,
+            path,
+            first: true,
+            rejected: Vec::new(),
+        };
+        r.map_err(|e| m.err(e))?;
+        Ok(m)
+    }
+
+    fn err(&self, source: std::io::Error) -> Error {
+        Error::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub fn add(&mut self, outcome: &Outcome) -> Result<()> {
+        match outcome {
+            Outcome::Rejected(p) => {
+                self.rejected.push(p.clone());
+                Ok(())
+            }
+            Outcome::Done {
+                letter, delivered, ..
+            } => {
+                let entry = ManifestEntry {
+                    row: letter.row,
+                    line: letter.line,
+                    to: &letter.parts.to.address,
+                    name: letter.parts.to.name.as_deref().unwrap_or(""),
+                    subject: &letter.parts.subject,
+                    files: &delivered.files,
+                    sizes: &delivered.sizes,
+                    warnings: letter.warnings.iter().map(|w| w.message.clone()).collect(),
+                };
+                let sep = if self.first { "\n    " } else { ",\n    " };
+                self.first = false;
+                let json = serde_json::to_string(&entry).expect("plain JSON");
+                write!(self.out, "{sep}{json}").map_err(|e| self.err(e))
+            }
+        }
+    }
+
+    pub fn finish(mut self, summary: &Summary) -> Result<()> {
+        let rejected = serde_json::to_string(&self.rejected).expect("plain JSON");
+        let summary = serde_json::to_string(summary).expect("plain JSON");
+        let r = write!(
+            self.out,
+            "\n  ],\n  \"rejected\": {rejected},\n  \"summary\": {summary}\n}}\n"
+        )
+        .and_then(|()| self.out.flush());
+        r.map_err(|e| self.err(e))
+    }
+}

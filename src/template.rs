@@ -1,0 +1,385 @@
+//! The template file: a block of `Name: value` header lines, one blank line,
+//! then the MJML body (DESIGN.md section 2). This module splits the file and
+//! finds the Handlebars variables each part uses, with their lines; it does
+//! no rendering.
+
+use std::path::{Path, PathBuf};
+
+use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
+use handlebars::Path as HbPath;
+
+use crate::error::{Error, Result};
+
+/// Headers a template may set. Date, Message-ID, MIME-Version and the
+/// Content-* headers are letterpress's to write; Cc and Bcc would add
+/// recipients that the journal and `check` would not see.
+pub const ALLOWED_HEADERS: &[&str] = &["From", "To", "Reply-To", "Subject", "List-Unsubscribe"];
+
+/// One header line of the template, its value still a Handlebars template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderLine {
+    /// Canonical spelling (`Reply-To`, `X-Campaign`).
+    pub name: String,
+    pub value: String,
+    /// 1-based line in the template file.
+    pub line: usize,
+}
+
+/// A template file split into its parts.
+#[derive(Debug, Clone)]
+pub struct TemplateFile {
+    pub path: PathBuf,
+    pub headers: Vec<HeaderLine>,
+    pub body: String,
+    /// The line of the file on which the body starts.
+    pub body_line: usize,
+    /// The optional sibling `NAME.txt` that replaces the generated text part.
+    pub text: Option<String>,
+    /// The raw bytes of both files, hashed for deterministic stamps and for
+    /// the send journal.
+    pub source: String,
+}
+
+/// A variable a template uses, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    pub name: String,
+    /// 1-based line in the file named by `in_text_file` or the template.
+    pub line: usize,
+    pub in_text_file: bool,
+}
+
+impl TemplateFile {
+    /// Reads `path` and its optional sibling `.txt`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let source = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.into(),
+            source,
+        })?;
+        let text_path = path.with_extension("txt");
+        let text = if text_path != path && text_path.is_file() {
+            Some(
+                std::fs::read_to_string(&text_path).map_err(|source| Error::Read {
+                    path: text_path.clone(),
+                    source,
+                })?,
+            )
+        } else {
+            None
+        };
+        Self::parse(path, &source, text)
+    }
+
+    /// Splits template text into headers and body.
+    pub fn parse(path: &Path, source: &str, text: Option<String>) -> Result<Self> {
+        let fail = |line: usize, message: String| Error::Template {
+            path: path.into(),
+            line,
+            message,
+        };
+        let source_nobom = source.strip_prefix('\u{feff}').unwrap_or(source);
+        let mut headers: Vec<HeaderLine> = Vec::new();
+        let mut offset = 0;
+        let mut line_no = 0;
+        let mut body_start = None;
+        for raw in source_nobom.split_inclusive('\n') {
+            line_no += 1;
+            offset += raw.len();
+            let line = raw.trim_end_matches(['\n', '\r']);
+            if line.trim().is_empty() {
+                body_start = Some(offset);
+                break;
+            }
+            if line.starts_with([' ', '\t']) {
+                // A folded continuation of the previous header.
+                let Some(last) = headers.last_mut() else {
+                    return Err(fail(line_no, "the file starts with an indented line; it must start with header lines such as `Subject: ...`".into()));
+                };
+                last.value.push(' ');
+                last.value.push_str(line.trim());
+                continue;
+            }
+            if line_no == 1 && line.trim_start().starts_with('<') {
+                return Err(fail(
+                    1,
+                    "the template starts with MJML, but it needs header lines first \
+                     (`From:`, `To:`, `Subject:`), then a blank line, then the MJML"
+                        .into(),
+                ));
+            }
+            let Some((name, value)) = line.split_once(':') else {
+                return Err(fail(
+                    line_no,
+                    format!(
+                        "`{}` is not a header line (`Name: value`); put one blank line \
+                         between the headers and the MJML",
+                        truncate(line, 40)
+                    ),
+                ));
+            };
+            let name = canonical_header(name.trim()).map_err(|m| fail(line_no, m))?;
+            if headers.iter().any(|h| h.name.eq_ignore_ascii_case(&name)) {
+                return Err(fail(line_no, format!("the `{name}` header is set twice")));
+            }
+            headers.push(HeaderLine {
+                name,
+                value: value.trim().to_string(),
+                line: line_no,
+            });
+        }
+        let Some(body_start) = body_start else {
+            return Err(fail(
+                line_no.max(1),
+                "no blank line after the headers, so there is no MJML body".into(),
+            ));
+        };
+        for required in ["From", "Subject"] {
+            if !headers.iter().any(|h| h.name == required) {
+                return Err(fail(
+                    1,
+                    format!(
+                        "the template has no `{required}:` header; add one before the blank line"
+                    ),
+                ));
+            }
+        }
+        if !headers.iter().any(|h| h.name == "To") {
+            headers.push(HeaderLine {
+                name: "To".into(),
+                value: "{{email}}".into(),
+                line: 1,
+            });
+        }
+        let body = source_nobom[body_start..].to_string();
+        if body.trim().is_empty() {
+            return Err(fail(line_no + 1, "the MJML body is empty".into()));
+        }
+        let mut all = source.to_string();
+        if let Some(t) = &text {
+            all.push('\0');
+            all.push_str(t);
+        }
+        Ok(TemplateFile {
+            path: path.into(),
+            headers,
+            body,
+            body_line: line_no + 1,
+            text,
+            source: all,
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&HeaderLine> {
+        self.headers.iter().find(|h| h.name == name)
+    }
+
+    /// The path of the sibling text template, for messages.
+    pub fn text_path(&self) -> PathBuf {
+        self.path.with_extension("txt")
+    }
+
+    /// Every variable used by the headers, the body and the text template,
+    /// or the first Handlebars syntax error, with its line in the file.
+    pub fn variables(&self) -> Result<Vec<Variable>> {
+        let mut out = Vec::new();
+        for h in &self.headers {
+            let t = compile(&h.value).map_err(|(l, m)| self.error(h.line + l - 1, m, false))?;
+            collect(&t, h.line.saturating_sub(1), &mut out);
+        }
+        let t =
+            compile(&self.body).map_err(|(l, m)| self.error(self.body_line + l - 1, m, false))?;
+        collect(&t, self.body_line - 1, &mut out);
+        if let Some(text) = &self.text {
+            let t = compile(text).map_err(|(l, m)| self.error(l, m, true))?;
+            let start = out.len();
+            collect(&t, 0, &mut out);
+            for v in &mut out[start..] {
+                v.in_text_file = true;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A template error at `line` of the template (or of its text sibling).
+    pub fn error(&self, line: usize, message: String, in_text_file: bool) -> Error {
+        Error::Template {
+            path: if in_text_file {
+                self.text_path()
+            } else {
+                self.path.clone()
+            },
+            line,
+            message,
+        }
+    }
+}
+
+/// The variables one Handlebars snippet uses (lines relative to it).
+pub fn variables_in(source: &str) -> std::result::Result<Vec<Variable>, (usize, String)> {
+    let t = compile(source)?;
+    let mut out = Vec::new();
+    collect(&t, 0, &mut out);
+    Ok(out)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+fn canonical_header(name: &str) -> std::result::Result<String, String> {
+    if let Some(known) = ALLOWED_HEADERS
+        .iter()
+        .find(|h| h.eq_ignore_ascii_case(name))
+    {
+        return Ok(known.to_string());
+    }
+    let valid_token =
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if valid_token && name.len() > 2 && name[..2].eq_ignore_ascii_case("x-") {
+        return Ok(format!("X-{}", &name[2..]));
+    }
+    Err(format!(
+        "`{name}` is not a header a template may set; use {} or an `X-` header \
+         (letterpress writes Date, Message-ID and the MIME headers itself)",
+        ALLOWED_HEADERS.join(", ")
+    ))
+}
+
+/// Parses a Handlebars template, giving a syntax error as (line, message).
+pub(crate) fn compile(source: &str) -> std::result::Result<Template, (usize, String)> {
+    Template::compile(source).map_err(|e| {
+        let line = e.pos().map_or(1, |(l, _)| l);
+        (line, format!("Handlebars syntax error: {}", e.reason()))
+    })
+}
+
+fn collect(t: &Template, line_offset: usize, out: &mut Vec<Variable>) {
+    for (i, el) in t.elements.iter().enumerate() {
+        let line = line_offset + t.mapping.get(i).map_or(1, |m| m.0);
+        match el {
+            TemplateElement::Expression(h) | TemplateElement::HtmlExpression(h) => {
+                if h.params.is_empty() && h.hash.is_empty() {
+                    param(&h.name, line, line_offset, out);
+                } else {
+                    helper(h, line, line_offset, out);
+                }
+            }
+            TemplateElement::HelperBlock(h) => helper(h, line, line_offset, out),
+            _ => {}
+        }
+    }
+}
+
+fn helper(h: &HelperTemplate, line: usize, line_offset: usize, out: &mut Vec<Variable>) {
+    for p in h.params.iter().chain(h.hash.values()) {
+        param(p, line, line_offset, out);
+    }
+    // Inside `each` and `with` the context is no longer the row, so names
+    // there are not columns.
+    let changes_context = matches!(h.name.as_name(), Some("each" | "with"));
+    if !changes_context {
+        for t in h.template.iter().chain(h.inverse.iter()) {
+            collect(t, line_offset, out);
+        }
+    }
+}
+
+fn param(p: &Parameter, line: usize, line_offset: usize, out: &mut Vec<Variable>) {
+    match p {
+        Parameter::Path(HbPath::Relative((_, raw))) => {
+            let first = raw.split(['.', '/']).next().unwrap_or(raw);
+            let first = first.trim_start_matches('[').trim_end_matches(']');
+            if !first.is_empty() && first != "this" && !raw.starts_with("..") {
+                out.push(Variable {
+                    name: first.to_string(),
+                    line,
+                    in_text_file: false,
+                });
+            }
+        }
+        Parameter::Name(n) => out.push(Variable {
+            name: n.clone(),
+            line,
+            in_text_file: false,
+        }),
+        Parameter::Subexpression(s) => {
+            if let TemplateElement::Expression(h) = s.as_element() {
+                helper(h, line, line_offset, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<TemplateFile> {
+        TemplateFile::parse(Path::new("t.mjml"), src, None)
+    }
+
+    const OK: &str = "From: A <a@x.org>\nSubject: Hi {{first}}\n\n<mjml><mj-body>\n<mj-text>{{#if salutation}}{{salutation}}{{/if}} {{last}}</mj-text>\n</mj-body></mjml>\n";
+
+    #[test]
+    fn splits_headers_and_body_with_lines() {
+        let t = parse(OK).unwrap();
+        assert_eq!(t.header("Subject").unwrap().line, 2);
+        assert_eq!(t.header("To").unwrap().value, "{{email}}");
+        assert_eq!(t.body_line, 4);
+        assert!(t.body.starts_with("<mjml>"));
+    }
+
+    #[test]
+    fn finds_variables_with_their_lines() {
+        let t = parse(OK).unwrap();
+        let vars: Vec<(String, usize)> = t
+            .variables()
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.name, v.line))
+            .collect();
+        assert!(vars.contains(&("first".into(), 2)));
+        assert!(vars.contains(&("salutation".into(), 5)));
+        assert!(vars.contains(&("last".into(), 5)));
+        assert!(vars.contains(&("email".into(), 1)));
+    }
+
+    #[test]
+    fn syntax_error_names_the_file_line() {
+        let t =
+            parse("From: a@x.org\nSubject: x\n\n<mjml>\n<mj-body>\n{{#if x}}\n</mj-body></mjml>\n")
+                .unwrap();
+        let e = t.variables().unwrap_err().to_string();
+        assert!(e.starts_with("t.mjml:"), "{e}");
+        assert!(e.contains("Handlebars"), "{e}");
+    }
+
+    #[test]
+    fn rejects_headers_letterpress_owns_and_missing_required() {
+        let e = parse("From: a@x.org\nSubject: x\nBcc: b@x.org\n\n<mjml/>").unwrap_err();
+        assert!(
+            e.to_string().contains("t.mjml:3: `Bcc` is not a header"),
+            "{e}"
+        );
+        assert!(parse("Subject: x\n\n<mjml/>")
+            .unwrap_err()
+            .to_string()
+            .contains("no `From:`"));
+        assert!(parse("<mjml></mjml>")
+            .unwrap_err()
+            .to_string()
+            .contains("header lines first"));
+    }
+
+    #[test]
+    fn x_headers_and_folding() {
+        let t = parse("From: a@x.org\nsubject: one\n  two\nx-tag: {{t}}\n\n<mjml/>").unwrap();
+        assert_eq!(t.header("Subject").unwrap().value, "one two");
+        assert_eq!(t.header("X-tag").unwrap().value, "{{t}}");
+    }
+}

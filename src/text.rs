@@ -1,0 +1,262 @@
+//! The plain-text part: the rendered HTML template (placeholders still in
+//! it) converted once into a text template, and the merged text wrapped per
+//! recipient (DESIGN.md section 3: convert once, wrap after merging).
+//!
+//! The conversion drops what only a screen shows (CSS, the hidden preview
+//! line, images), keeps headings, paragraphs and list bullets, and writes
+//! links as `text <url>`.
+
+use html2text::render::TextDecorator;
+
+/// The width the text part is wrapped to.
+pub const WRAP: usize = 76;
+
+/// Marks a heading line, for the blank-line pass.
+const HEADING: char = '\u{1}';
+/// Marks where a link starts and ends, to spot lines that are only a link
+/// (buttons). Private-use characters: html2text drops control characters
+/// in text, and no letter has these.
+const LINK_START: char = '\u{E000}';
+const LINK_END: char = '\u{E001}';
+
+#[derive(Debug, Clone, Default)]
+struct Decorator {
+    links: Vec<String>,
+}
+
+impl TextDecorator for Decorator {
+    type Annotation = ();
+
+    fn decorate_link_start(&mut self, url: &str) -> (String, ()) {
+        self.links.push(url.to_string());
+        (LINK_START.to_string(), ())
+    }
+
+    fn decorate_link_end(&mut self) -> String {
+        match self.links.pop() {
+            Some(url) if url.starts_with('#') || url.is_empty() => LINK_END.to_string(),
+            Some(url) => format!(" <{url}>{LINK_END}"),
+            None => LINK_END.to_string(),
+        }
+    }
+
+    fn decorate_em_start(&self) -> (String, ()) {
+        (String::new(), ())
+    }
+    fn decorate_em_end(&self) -> String {
+        String::new()
+    }
+    fn decorate_strong_start(&self) -> (String, ()) {
+        (String::new(), ())
+    }
+    fn decorate_strong_end(&self) -> String {
+        String::new()
+    }
+    fn decorate_strikeout_start(&self) -> (String, ()) {
+        (String::new(), ())
+    }
+    fn decorate_strikeout_end(&self) -> String {
+        String::new()
+    }
+    fn decorate_code_start(&self) -> (String, ()) {
+        (String::new(), ())
+    }
+    fn decorate_code_end(&self) -> String {
+        String::new()
+    }
+    fn decorate_preformat_first(&self) {}
+    fn decorate_preformat_cont(&self) {}
+    fn decorate_image(&mut self, _src: &str, _title: &str) -> (String, ()) {
+        (String::new(), ())
+    }
+    fn header_prefix(&self, _level: usize) -> String {
+        HEADING.to_string()
+    }
+    fn quote_prefix(&self) -> String {
+        "> ".into()
+    }
+    fn unordered_item_prefix(&self) -> String {
+        "* ".into()
+    }
+    fn ordered_item_prefix(&self, i: i64) -> String {
+        format!("{i}. ")
+    }
+    fn make_subblock_decorator(&self) -> Self {
+        Decorator::default()
+    }
+    fn finalise(&mut self, _urls: Vec<String>) -> Vec<html2text::render::TaggedLine<()>> {
+        Vec::new()
+    }
+}
+
+/// Converts HTML (a template, placeholders and all) to a text template.
+/// Lines are not wrapped here: a merged value changes their length.
+pub fn from_html(html: &str) -> Result<String, String> {
+    let raw = html2text::config::with_decorator(Decorator::default())
+        .use_doc_css()
+        .raw_mode(true)
+        .link_footnotes(false)
+        .no_link_wrapping()
+        .string_from_read(html.as_bytes(), 100_000)
+        .map_err(|e| format!("cannot convert the HTML to text: {e}"))?;
+    Ok(space_blocks(&raw))
+}
+
+#[derive(PartialEq, Clone, Copy)]
+enum Kind {
+    Blank,
+    Heading,
+    Button,
+    Bullet,
+    Plain,
+}
+
+fn kind(line: &str) -> Kind {
+    let t = line.trim();
+    if t.is_empty() {
+        Kind::Blank
+    } else if t.starts_with(HEADING) {
+        Kind::Heading
+    } else if t.starts_with(LINK_START)
+        && t.ends_with(LINK_END)
+        && t.matches(LINK_START).count() == 1
+    {
+        Kind::Button
+    } else if t.starts_with("* ")
+        || t.split_once(". ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        Kind::Bullet
+    } else {
+        Kind::Plain
+    }
+}
+
+/// Puts one blank line around headings, buttons and lists, collapses runs of
+/// blank lines, and removes the markers.
+fn space_blocks(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut prev = Kind::Blank;
+    for line in raw.lines() {
+        let k = kind(line);
+        if k == Kind::Blank {
+            if prev != Kind::Blank {
+                out.push('\n');
+            }
+            prev = Kind::Blank;
+            continue;
+        }
+        let separate = prev != Kind::Blank
+            && (k != prev || matches!(k, Kind::Heading | Kind::Button))
+            && !(prev == Kind::Bullet && k == Kind::Plain && line.starts_with("  "));
+        if separate {
+            out.push('\n');
+        }
+        out.extend(
+            line.trim_end()
+                .chars()
+                .filter(|c| ![HEADING, LINK_START, LINK_END].contains(c)),
+        );
+        out.push('\n');
+        prev = k;
+    }
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    out
+}
+
+/// Wraps merged text at [`WRAP`] columns, at spaces only (a URL is never
+/// broken), continuing list items under their text.
+pub fn wrap(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
+    for line in text.split('\n') {
+        if line.chars().count() <= WRAP {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let indent = continuation_indent(line);
+        let mut col = 0;
+        for (i, word) in line.split(' ').enumerate() {
+            let w = word.chars().count();
+            if i > 0 {
+                if col + 1 + w > WRAP && col > indent {
+                    out.push('\n');
+                    out.extend(std::iter::repeat_n(' ', indent));
+                    col = indent;
+                } else {
+                    out.push(' ');
+                    col += 1;
+                }
+            }
+            out.push_str(word);
+            col += w;
+        }
+        out.push('\n');
+    }
+    out.pop();
+    out
+}
+
+/// How far continuation lines of `line` are indented: under the text of a
+/// list item, else as far as the line itself.
+fn continuation_indent(line: &str) -> usize {
+    let lead = line.len() - line.trim_start().len();
+    let rest = &line[lead..];
+    if rest.starts_with("* ") || rest.starts_with("> ") {
+        return lead + 2;
+    }
+    if let Some((n, _)) = rest.split_once(". ") {
+        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+            return lead + n.len() + 2;
+        }
+    }
+    lead
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_structure_and_links() {
+        let html = r#"<html><head><style>p{color:red}</style></head><body>
+<div style="display:none">hidden preview</div>
+<h2>Why it matters</h2><p>First {{name}}.</p><p>Second, see <a href="https://x.org/a?c={{id}}">the site</a>.</p>
+<ul><li>one</li><li>two</li></ul>
+<p><a href="https://x.org/join">Join</a></p><img src="logo.png" alt="Logo"></body></html>"#;
+        let t = from_html(html).unwrap();
+        assert_eq!(
+            t,
+            "Why it matters\n\nFirst {{name}}.\n\nSecond, see the site <https://x.org/a?c={{id}}>.\n\n* one\n* two\n\nJoin <https://x.org/join>\n"
+        );
+    }
+
+    #[test]
+    fn wraps_at_spaces_and_indents_bullets() {
+        let long = format!(
+            "* {} {}",
+            "word ".repeat(20).trim(),
+            "https://example.org/a-very-long-url-that-must-not-break-anywhere/at-all"
+        );
+        let w = wrap(&long);
+        for l in w.lines() {
+            assert!(
+                l.chars().count() <= WRAP || !l.trim().contains(' '),
+                "{l:?}"
+            );
+        }
+        assert!(w.lines().skip(1).all(|l| l.starts_with("  ")), "{w}");
+        assert!(
+            w.contains("https://example.org/a-very-long-url-that-must-not-break-anywhere/at-all")
+        );
+        assert_eq!(wrap("short\n\nlines"), "short\n\nlines");
+    }
+
+    #[test]
+    fn wrap_counts_characters_not_bytes() {
+        let line = "ż".repeat(70) + " x";
+        assert_eq!(wrap(&line), line);
+    }
+}
