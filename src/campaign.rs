@@ -112,6 +112,7 @@ fn render_mjml(
             | P::InvalidAttribute { position, .. }
             | P::InvalidFormat { position, .. }
             | P::IncludeLoaderError { position, .. } => line_of(position.start),
+            P::ParserError { source, .. } => source.pos().row as usize,
             _ => mjml.lines().count(),
         };
         let hint = match &e {
@@ -311,9 +312,8 @@ impl Campaign {
                 .or(cols.iter().next().map(String::as_str));
             match name.as_str() {
                 "From" | "To" | "Reply-To" => {
-                    let m = Mailbox::parse(&value).map_err(|e| {
-                        problem(column_of_address, format!("the {name} address {e}"))
-                    })?;
+                    let m = Mailbox::parse(&value)
+                        .map_err(|e| problem(column_of_address, format!("{name}: {e}")))?;
                     match name.as_str() {
                         "From" => from = Some(m),
                         "To" => to = Some(m),

@@ -188,6 +188,20 @@ pub fn check(template: &Path, recipients: &str, delimiter: Option<u8>) -> CheckR
                 } else {
                     seen.insert(key, (r.row, r.line));
                 }
+                // Build the message too: a header word too long for a line
+                // is only found there.
+                let stamp = crate::message::Stamp { date: 0, id: 0 };
+                if let Err(e) = crate::message::build(&letter.parts, &stamp) {
+                    report.push(
+                        Problem::new(
+                            Severity::Error,
+                            csv.clone(),
+                            crate::run::too_long_message(&e),
+                        )
+                        .at_line(r.line)
+                        .at_row(r.row),
+                    );
+                }
                 letter.warnings.into_iter().for_each(|w| report.push(w));
             }
             Err(p) => report.push(p),

@@ -34,7 +34,7 @@ impl Mailbox {
     pub fn parse(value: &str) -> Result<Mailbox, String> {
         let value = value.trim();
         if value.is_empty() {
-            return Err("is empty".into());
+            return Err("the address is empty".into());
         }
         let (name, addr) = match (value.rfind('<'), value.ends_with('>')) {
             (Some(open), true) => {

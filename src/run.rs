@@ -172,10 +172,7 @@ fn process(
                 Problem::new(
                     Severity::Error,
                     campaign.csv_name(),
-                    format!(
-                        "the {} header holds a word too long for one line (998 characters); shorten the value",
-                        too_long.header
-                    ),
+                    too_long_message(&too_long),
                 )
                 .at_line(letter.line)
                 .at_row(letter.row),
@@ -197,6 +194,14 @@ fn process(
                 .at_row(letter.row),
         ),
     }
+}
+
+/// The row problem for a header that cannot be folded into 998 characters.
+pub fn too_long_message(e: &message::TooLong) -> String {
+    format!(
+        "the {} header holds a word too long for one line (998 characters); shorten the value",
+        e.header
+    )
 }
 
 /// One entry of `manifest.json`.

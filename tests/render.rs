@@ -1,0 +1,571 @@
+//! `letterpress render`: the example campaign, reproducible output, every
+//! exit code and every class of bad input.
+
+use crate::common::*;
+
+fn render_example(out: &std::path::Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "render".to_string(),
+        example_template().display().to_string(),
+        example_csv().display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run(&args, None)
+}
+
+fn example_rows() -> usize {
+    std::fs::read_to_string(example_csv())
+        .unwrap()
+        .lines()
+        .count()
+        - 1
+}
+
+#[test]
+fn example_campaign_writes_three_files_per_contact_and_a_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let r = render_example(&out, &[]);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("rendered 12 of 12 letters"),
+        "{}",
+        r.stdout
+    );
+    let files = tree(&out);
+    assert_eq!(files.len(), example_rows() * 3 + 1);
+    for ext in ["eml", "html", "txt"] {
+        assert_eq!(
+            files.iter().filter(|(n, _)| n.ends_with(ext)).count(),
+            example_rows()
+        );
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let letters = manifest["letters"].as_array().unwrap();
+    assert_eq!(letters.len(), example_rows());
+    assert_eq!(letters[1]["name"], "Zofia Wiśniewska");
+    assert_eq!(
+        letters[1]["files"]["eml"],
+        "0002-zofia.wisniewska_example.org.eml"
+    );
+    let size = letters[1]["sizes"]["html"].as_u64().unwrap();
+    assert_eq!(
+        size,
+        std::fs::metadata(out.join("0002-zofia.wisniewska_example.org.html"))
+            .unwrap()
+            .len()
+    );
+    assert_eq!(manifest["summary"]["rendered"], 12);
+}
+
+#[test]
+fn deterministic_runs_are_byte_identical_and_normal_runs_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    render_example(&a, &["--deterministic"]).expect_code(0);
+    render_example(&b, &["--deterministic"]).expect_code(0);
+    assert_eq!(tree(&a), tree(&b));
+    let eml =
+        String::from_utf8(std::fs::read(a.join("0001-david.breuer_example.org.eml")).unwrap())
+            .unwrap();
+    assert!(eml.starts_with("Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n"));
+
+    render_example(&c, &[]).expect_code(0);
+    let first =
+        |d: &std::path::Path| std::fs::read(d.join("0001-david.breuer_example.org.eml")).unwrap();
+    assert_ne!(
+        first(&a),
+        first(&c),
+        "a normal run must get fresh Message-IDs"
+    );
+    // ... but only the stamp differs: the letters themselves are the same.
+    assert_eq!(
+        std::fs::read(a.join("0001-david.breuer_example.org.html")).unwrap(),
+        std::fs::read(c.join("0001-david.breuer_example.org.html")).unwrap()
+    );
+}
+
+#[test]
+fn source_date_epoch_fixes_the_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    let mut cmd = letterpress();
+    cmd.env("SOURCE_DATE_EPOCH", "1611100800").args([
+        "render",
+        "templates/weremember.mjml",
+        "recipients.example.csv",
+        "--format",
+        "eml",
+        "--out",
+    ]);
+    cmd.arg(&out);
+    run_cmd(&mut cmd, None).expect_code(0);
+    let eml = std::fs::read_to_string(out.join("0001-david.breuer_example.org.eml")).unwrap();
+    assert!(
+        eml.starts_with("Date: Wed, 20 Jan 2021 00:00:00 +0000\r\n"),
+        "{eml}"
+    );
+}
+
+/// Decoded view of a message, for comparing with what the CSV says.
+struct Parsed {
+    to_name: String,
+    to_addr: String,
+    subject: String,
+    text: String,
+    html: String,
+}
+
+fn parse_with_mail_parser(eml: &[u8]) -> Parsed {
+    use mail_parser::MimeHeaders;
+    let msg = mail_parser::MessageParser::default()
+        .parse(eml)
+        .expect("parses");
+    let ctype = msg.root_part().content_type().unwrap();
+    assert_eq!(ctype.ctype(), "multipart");
+    assert_eq!(ctype.subtype(), Some("alternative"));
+    assert_eq!(msg.text_body.len(), 1);
+    assert_eq!(msg.html_body.len(), 1);
+    let to = msg.to().unwrap().first().unwrap();
+    Parsed {
+        to_name: to.name().unwrap_or("").to_string(),
+        to_addr: to.address().unwrap().to_string(),
+        subject: msg.subject().unwrap().to_string(),
+        text: msg.body_text(0).unwrap().replace("\r\n", "\n"),
+        html: msg.body_html(0).unwrap().replace("\r\n", "\n"),
+    }
+}
+
+#[test]
+fn every_message_parses_back_to_the_csv_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    render_example(&out, &["--deterministic"]).expect_code(0);
+    let mut csv = csv::Reader::from_path(example_csv()).unwrap();
+    for (i, row) in csv.records().enumerate() {
+        let row = row.unwrap();
+        let stem = format!("{:04}-{}", i + 1, row[0].replace('@', "_"));
+        let eml = std::fs::read(out.join(format!("{stem}.eml"))).unwrap();
+        assert!(eml.is_ascii(), "{stem}: a message must be 7-bit");
+        assert!(eml.split(|&b| b == b'\n').all(|l| l.len() <= 998));
+        let p = parse_with_mail_parser(&eml);
+        assert_eq!(p.to_addr, &row[0]);
+        assert_eq!(p.to_name, format!("{} {}", &row[2], &row[3]));
+        assert_eq!(p.subject, "Join our #WeRemember Campaign");
+        assert_eq!(
+            p.html,
+            std::fs::read_to_string(out.join(format!("{stem}.html"))).unwrap()
+        );
+        assert_eq!(
+            p.text,
+            std::fs::read_to_string(out.join(format!("{stem}.txt"))).unwrap()
+        );
+        assert!(
+            p.text.contains(&row[3]),
+            "{stem}: the text names the contact"
+        );
+    }
+}
+
+/// Python's `email` package is a second, independent parser.
+#[test]
+fn python_email_package_reads_the_same_headers_and_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    render_example(&out, &["--deterministic"]).expect_code(0);
+    let script = r#"
+import email, email.policy, json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+res = {}
+for p in sorted(out.glob("*.eml")):
+    m = email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+    assert m.get_content_type() == "multipart/alternative", p
+    to = m["To"].addresses[0]
+    res[p.stem] = {
+        "to_name": to.display_name, "to_addr": to.addr_spec, "subject": str(m["Subject"]),
+        "text": m.get_body(("plain",)).get_content().replace("\r\n", "\n"),
+        "html": m.get_body(("html",)).get_content().replace("\r\n", "\n"),
+        "unsubscribe_post": str(m["List-Unsubscribe-Post"]),
+    }
+print(json.dumps(res))
+"#;
+    let py = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&out)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let res: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    let hebrew = &res["0004-yaakov.cohen_example.org"];
+    assert_eq!(hebrew["to_name"], "יעקב כהן");
+    assert_eq!(hebrew["to_addr"], "yaakov.cohen@example.org");
+    assert_eq!(hebrew["unsubscribe_post"], "List-Unsubscribe=One-Click");
+    for (stem, m) in res.as_object().unwrap() {
+        assert_eq!(m["subject"], "Join our #WeRemember Campaign");
+        assert_eq!(
+            m["html"].as_str().unwrap(),
+            std::fs::read_to_string(out.join(format!("{stem}.html"))).unwrap()
+        );
+        assert_eq!(
+            m["text"].as_str().unwrap(),
+            std::fs::read_to_string(out.join(format!("{stem}.txt"))).unwrap()
+        );
+    }
+    assert_eq!(res.as_object().unwrap().len(), example_rows());
+}
+
+#[test]
+fn values_are_escaped_in_html_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = write(dir.path(), "t.mjml", SMALL_TEMPLATE);
+    let csv = write(
+        dir.path(),
+        "r.csv",
+        "email,name\nx@example.org,Tom & <b>Jerry</b>\n",
+    );
+    let out = dir.path().join("o");
+    run(
+        &[
+            t.as_os_str(),
+            csv.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--deterministic".as_ref(),
+        ]
+        .iter()
+        .fold(vec![std::ffi::OsString::from("render")], |mut v, a| {
+            v.push(a.into());
+            v
+        }),
+        None,
+    )
+    .expect_code(0);
+    let html = std::fs::read_to_string(out.join("0001-x_example.org.html")).unwrap();
+    assert!(
+        html.contains("Dear Tom &amp; &lt;b&gt;Jerry&lt;/b&gt;,"),
+        "{html}"
+    );
+    let text = std::fs::read_to_string(out.join("0001-x_example.org.txt")).unwrap();
+    assert!(text.contains("Dear Tom & <b>Jerry</b>,"), "{text}");
+    let p = parse_with_mail_parser(&std::fs::read(out.join("0001-x_example.org.eml")).unwrap());
+    assert_eq!(p.subject, "Hello Tom & <b>Jerry</b>");
+    assert_eq!(p.to_name, "Tom & <b>Jerry</b>");
+}
+
+fn render_small(dir: &std::path::Path, csv: &[u8], extra: &[&str]) -> (Output, std::path::PathBuf) {
+    let t = write(dir, "t.mjml", SMALL_TEMPLATE);
+    let c = write(dir, "r.csv", csv);
+    let out = dir.join("o");
+    let mut args: Vec<String> = vec![
+        "render".into(),
+        t.display().to_string(),
+        c.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    (run(&args, None), out)
+}
+
+#[test]
+fn accepts_bom_crlf_quoted_newlines_and_other_delimiters() {
+    let cases: [(&str, &[u8]); 4] = [
+        (
+            "bom+crlf",
+            b"\xEF\xBB\xBFemail,name\r\na@example.org,Ann\r\nb@example.org,Bob\r\n",
+        ),
+        (
+            "quoted newline",
+            b"email,name,note\na@example.org,Ann,\"two\nlines\"\nb@example.org,Bob,x\n",
+        ),
+        (
+            "semicolon",
+            b"email;name\na@example.org;Ann\nb@example.org;\"Bob; Jr\"\n",
+        ),
+        (
+            "tab",
+            b"email\tname\na@example.org\tAnn\nb@example.org\tBob\n",
+        ),
+    ];
+    for (what, csv) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, out) = render_small(dir.path(), csv, &["--format", "txt"]);
+        r.expect_code(0);
+        let ann = std::fs::read_to_string(out.join("0001-a_example.org.txt")).unwrap();
+        assert!(ann.starts_with("Dear Ann"), "{what}: {ann}");
+        let bob = std::fs::read_to_string(out.join("0002-b_example.org.txt")).unwrap();
+        assert!(bob.starts_with("Dear Bob"), "{what}: {bob}");
+    }
+}
+
+#[test]
+fn explicit_delimiter_overrides_detection() {
+    let dir = tempfile::tempdir().unwrap();
+    // The header has more commas than pipes, but the file is pipe-separated.
+    let (r, out) = render_small(
+        dir.path(),
+        b"email|name\na@example.org|Lee, Ann\n",
+        &["--delimiter", "|"],
+    );
+    r.expect_code(0);
+    assert!(std::fs::read_to_string(out.join("0001-a_example.org.txt"))
+        .unwrap()
+        .contains("Lee, Ann"));
+}
+
+#[test]
+fn a_quoted_newline_in_a_header_value_rejects_only_that_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = b"email,name\na@example.org,\"Ann\r\nBcc: victim@example.org\"\nb@example.org,Bob\n";
+    let (r, out) = render_small(dir.path(), csv, &[]);
+    r.expect_code(3);
+    assert!(
+        r.stderr
+            .contains("r.csv:2: error: row 1, column `name`: holds a line break"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.join("0001-a_example.org.eml").exists());
+    let bob = std::fs::read_to_string(out.join("0002-b_example.org.eml")).unwrap();
+    assert!(!bob.contains("victim"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["rejected"][0]["line"], 2);
+    assert_eq!(manifest["rejected"][0]["column"], "name");
+}
+
+#[test]
+fn ragged_and_non_utf8_rows_are_rejected_with_their_line_and_the_rest_rendered() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = b"email,name\na@example.org\nb@example.org,M\xFCller\nc@example.org,Cy\n";
+    let (r, out) = render_small(dir.path(), csv, &[]);
+    r.expect_code(3);
+    assert!(
+        r.stderr
+            .contains("r.csv:2: error: row 1: has 1 fields, the header has 2"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(
+            "r.csv:3: error: row 2, column `name`: is not valid UTF-8; re-save the file as UTF-8"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(out.join("0003-c_example.org.eml").exists());
+    assert!(r.stdout.contains("rendered 1 of 3 letters"), "{}", r.stdout);
+}
+
+#[test]
+fn an_address_that_looks_like_a_path_never_leaves_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv =
+        b"email,name\n/etc/passwd@example.org,Ann\n../../escape@example.org,Bob\n/etc/passwd,Cy\n";
+    let (r, out) = render_small(dir.path(), csv, &[]);
+    r.expect_code(3);
+    // `/` is a valid character in a local part: rendered, safely named.
+    assert!(out.join("0001-_etc_passwd_example.org.eml").exists());
+    assert!(
+        r.stderr
+            .contains("`../../escape@example.org` is not a valid email address"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("`/etc/passwd` is not a valid email address"),
+        "{}",
+        r.stderr
+    );
+    let outside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside.len(), 3, "only t.mjml, r.csv and o/: {outside:?}");
+}
+
+#[test]
+fn empty_file_and_header_without_rows_are_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = render_small(dir.path(), b"", &[]);
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("r.csv: the file is empty"),
+        "{}",
+        r.stderr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = render_small(dir.path(), b"email,name\n", &[]);
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("has a header line but no contacts"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_non_empty_output_folder_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), "mine").unwrap();
+    let r = render_example(&out, &[]);
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("is not empty; pass --force"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(tree(&out).len(), 1, "nothing written");
+    render_example(&out, &["--force"]).expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn format_picks_the_files_and_stdin_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    let csv = std::fs::read(example_csv()).unwrap();
+    let r = run(
+        &[
+            "render",
+            "templates/weremember.mjml",
+            "-",
+            "--format",
+            "eml",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Some(&csv),
+    );
+    r.expect_code(0);
+    let files = tree(&out);
+    assert_eq!(files.len(), example_rows() + 1);
+    assert!(files
+        .iter()
+        .all(|(n, _)| n.ends_with(".eml") || n == "manifest.json"));
+}
+
+#[test]
+fn template_errors_are_fatal_and_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(dir.path(), "r.csv", "email,name\na@example.org,Ann\n");
+    let cases = [
+        // (template, expected message part)
+        (
+            SMALL_TEMPLATE.replace("Dear {{name}}", "Dear {{name}"),
+            "t.mjml:9: Handlebars syntax error",
+        ),
+        // An unclosed block is noticed where the template ends.
+        (
+            SMALL_TEMPLATE.replace("Dear {{name}}", "Dear {{#if name}}"),
+            "t.mjml:13: Handlebars syntax error",
+        ),
+        (
+            SMALL_TEMPLATE.replace("Dear {{name}}", "Dear {{nmae}}"),
+            "t.mjml:9: the template uses `nmae`, but",
+        ),
+        (
+            SMALL_TEMPLATE.replace("<mj-text>", "<mj-text align=center>"),
+            "t.mjml:9: MJML error",
+        ),
+        (SMALL_TEMPLATE.replace("</mj-body>", ""), "MJML error"),
+        (
+            SMALL_TEMPLATE.replace("Subject", "Content-Type"),
+            "t.mjml:3: `Content-Type` is not a header",
+        ),
+    ];
+    for (template, expected) in cases {
+        let t = write(dir.path(), "t.mjml", &template);
+        let r = run(
+            &[
+                "render".as_ref(),
+                t.as_os_str(),
+                csv.as_os_str(),
+                "--out".as_ref(),
+                dir.path().join("o").as_os_str(),
+            ],
+            None,
+        );
+        r.expect_code(1);
+        assert!(
+            r.stderr.contains(expected),
+            "expected `{expected}` in {}",
+            r.stderr
+        );
+        assert!(
+            !dir.path().join("o").exists(),
+            "nothing is written on a fatal error"
+        );
+    }
+}
+
+#[test]
+fn missing_files_are_fatal_and_usage_errors_are_2() {
+    let r = run(&["render", "nope.mjml", "recipients.example.csv"], None);
+    r.expect_code(1);
+    assert!(r.stderr.contains("cannot read nope.mjml"), "{}", r.stderr);
+    run(&["render", "--no-such-flag"], None).expect_code(2);
+    let r = run(
+        &[
+            "render",
+            "templates/weremember.mjml",
+            "recipients.example.csv",
+            "--format",
+            "pdf",
+        ],
+        None,
+    );
+    r.expect_code(2);
+    assert!(r.stderr.contains("unknown format `pdf`"), "{}", r.stderr);
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let r = run(&["render", "--help"], None);
+    r.expect_code(0);
+    for code in [
+        "0  all well",
+        "1  fatal",
+        "2  usage",
+        "3  finished, but some rows were rejected",
+    ] {
+        assert!(r.stdout.contains(code), "{}", r.stdout);
+    }
+}
+
+/// Snapshots of three letters: plain ASCII, non-ASCII (Hebrew), and the
+/// empty salutation. Review changes with `cargo insta review`.
+#[test]
+fn snapshots_of_three_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    render_example(&out, &["--deterministic"]).expect_code(0);
+    for stem in [
+        "0001-david.breuer_example.org",
+        "0004-yaakov.cohen_example.org",
+        "0005-noa.levi_example.org",
+    ] {
+        for ext in ["eml", "txt", "html"] {
+            let body = std::fs::read_to_string(out.join(format!("{stem}.{ext}"))).unwrap();
+            insta::assert_snapshot!(format!("{stem}.{ext}"), body);
+        }
+    }
+}

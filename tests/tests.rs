@@ -1,0 +1,7 @@
+//! The command-line tests: one test binary, one module per command, shared
+//! helpers in `common`. They run the real `letterpress` binary.
+
+mod common;
+
+mod check;
+mod render;
