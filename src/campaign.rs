@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use handlebars::Handlebars;
+use handlebars::{Context, Handlebars};
 
 use crate::error::{Error, Result};
 use crate::message::{Mailbox, Parts};
@@ -26,8 +26,9 @@ pub struct Campaign {
     /// The MJML rendered once, placeholders and all.
     html_template: String,
     text_template: String,
-    /// (header, columns it uses), in template order.
-    headers: Vec<(String, BTreeSet<String>)>,
+    /// (header, columns it uses, its value when it uses none), in template
+    /// order. A header without placeholders skips Handlebars.
+    headers: Vec<(String, BTreeSet<String>, Option<String>)>,
     used: BTreeSet<String>,
     hash: u128,
     /// The recipients file's name, for problems.
@@ -208,7 +209,8 @@ impl Campaign {
                 .into_iter()
                 .map(|v| v.name)
                 .collect();
-            headers.push((h.name.clone(), cols));
+            let literal = (!h.value.contains("{{")).then(|| h.value.trim().to_string());
+            headers.push((h.name.clone(), cols, literal));
         }
         let used = vars.into_iter().map(|v| v.name).collect();
         let hash = xxhash_rust::xxh3::xxh3_128(template.source.as_bytes());
@@ -271,7 +273,9 @@ impl Campaign {
                 None => p,
             }
         };
-        let ctx = r.to_json();
+        // One context for every render of this letter: `render(name, &json)`
+        // would copy the fields for each header and part.
+        let ctx = Context::from(r.to_json());
         let mut from = None;
         let mut to = None;
         let mut reply_to = None;
@@ -279,7 +283,7 @@ impl Campaign {
         let mut list_unsubscribe = None;
         let mut extra = Vec::new();
         let mut warnings = Vec::new();
-        for (name, cols) in &self.headers {
+        for (name, cols, literal) in &self.headers {
             // A line break in a header value is an injection attempt or a
             // paste accident; lettre would panic on it (DESIGN.md 4).
             if let Some(col) = cols
@@ -291,11 +295,15 @@ impl Campaign {
                     format!("holds a line break or NUL, which would go into the {name} header; remove it"),
                 ));
             }
-            let value = self
-                .plain
-                .render(&format!("h:{name}"), &ctx)
-                .map_err(|e| problem(None, format!("cannot render the {name} header: {e}")))?;
-            let value = value.trim().to_string();
+            let value = match literal {
+                Some(v) => v.clone(),
+                None => self
+                    .plain
+                    .render_with_context(&format!("h:{name}"), &ctx)
+                    .map_err(|e| problem(None, format!("cannot render the {name} header: {e}")))?
+                    .trim()
+                    .to_string(),
+            };
             if value.contains(['\r', '\n', '\0']) {
                 return Err(problem(
                     None,
@@ -347,14 +355,11 @@ impl Campaign {
             }
         }
         let html = self
-            .html
-            .render("html", &ctx)
+            .merge_html(&ctx)
             .map_err(|e| problem(None, format!("cannot render the HTML: {e}")))?;
         let text = self
-            .plain
-            .render("text", &ctx)
+            .merge_text(&ctx)
             .map_err(|e| problem(None, format!("cannot render the text: {e}")))?;
-        let text = text::wrap(&text);
         if html.len() > HTML_WARN_BYTES {
             warnings.push(
                 problem(
@@ -392,6 +397,23 @@ impl Campaign {
             fingerprint,
             warnings,
         })
+    }
+
+    /// The HTML part for one recipient's fields (a context made from
+    /// [`Recipient::to_json`]).
+    pub fn merge_html(
+        &self,
+        ctx: &Context,
+    ) -> std::result::Result<String, handlebars::RenderError> {
+        self.html.render_with_context("html", ctx)
+    }
+
+    /// The text part for one recipient's fields, wrapped.
+    pub fn merge_text(
+        &self,
+        ctx: &Context,
+    ) -> std::result::Result<String, handlebars::RenderError> {
+        Ok(text::wrap(&self.plain.render_with_context("text", ctx)?))
     }
 
     /// The safety net of DESIGN.md section 3: renders `r` the slow way (Handlebars on

@@ -294,14 +294,78 @@ fn encode_words(s: &str, phrase: bool) -> String {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
+/// Bytes that quoted-printable writes as they are (space and tab too, except
+/// before a line end).
+const LITERAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 33;
+    while b <= 126 {
+        t[b] = b != b'=' as usize;
+        b += 1;
+    }
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t
+};
+
+/// True when all 8 bytes are printable ASCII or space and none is `=`: one
+/// word-sized test instead of eight table looks (exact "has a byte less
+/// than / more than / equal to" tests on a u64).
+#[inline]
+fn plain8(chunk: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    let above_tilde = (w.wrapping_add(ONES) | w) & HIGH;
+    let x = w ^ (ONES * u64::from(b'='));
+    let equals = x.wrapping_sub(ONES) & !x & HIGH;
+    below_space | above_tilde | equals == 0
+}
+
+/// The longest run of characters on one encoded line; the soft break `=`
+/// takes column 76.
+const QP_LINE: usize = 75;
+
 /// Quoted-printable (RFC 2045 6.7) with CRLF line ends: `\n` and `\r\n` in
 /// the input become hard breaks, lines are soft-broken before 76 columns,
-/// and a space or tab before a break is encoded.
+/// and a space or tab before a break is encoded. Runs of plain bytes are
+/// copied whole: this is the hot loop of rendering.
 pub fn quoted_printable(input: &[u8], out: &mut Vec<u8>) {
+    let n = input.len();
     let mut col = 0usize;
     let mut i = 0;
-    let n = input.len();
     while i < n {
+        let b = input[i];
+        if LITERAL[b as usize] {
+            // The run of literal bytes that fits on this line.
+            let limit = n.min(i + (QP_LINE - col));
+            let mut j = i;
+            while j + 8 <= limit && plain8(&input[j..j + 8]) {
+                j += 8;
+            }
+            while j < limit && LITERAL[input[j] as usize] {
+                j += 1;
+            }
+            // A space or tab right before a line end must be encoded.
+            let at_line_end = j == n
+                || input[j] == b'\n'
+                || (input[j] == b'\r' && input.get(j + 1) == Some(&b'\n'));
+            let trailing_blank = at_line_end && j > i && matches!(input[j - 1], b' ' | b'\t');
+            let end = if trailing_blank { j - 1 } else { j };
+            out.extend_from_slice(&input[i..end]);
+            col += end - i;
+            i = end;
+            if !trailing_blank {
+                if i < n && !at_line_end && LITERAL[input[i] as usize] {
+                    // The line is full and more plain text follows.
+                    out.extend_from_slice(b"=\r\n");
+                    col = 0;
+                }
+                continue;
+            }
+            // Only the trailing blank is left: it is encoded below.
+        }
         let b = input[i];
         if b == b'\r' && input.get(i + 1) == Some(&b'\n') {
             i += 1;
@@ -313,21 +377,12 @@ pub fn quoted_printable(input: &[u8], out: &mut Vec<u8>) {
             i += 1;
             continue;
         }
-        let at_line_end = matches!(input.get(i + 1), None | Some(b'\n') | Some(b'\r'));
-        let literal =
-            (b == b' ' || b == b'\t') && !at_line_end || (33..=126).contains(&b) && b != b'=';
-        let width = if literal { 1 } else { 3 };
-        // Keep room for the soft break `=` in column 76.
-        if col + width > 75 {
+        if col + 3 > QP_LINE {
             out.extend_from_slice(b"=\r\n");
             col = 0;
         }
-        if literal {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'=', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-        }
-        col += width;
+        out.extend_from_slice(&[b'=', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        col += 3;
         i += 1;
     }
 }
@@ -452,6 +507,74 @@ mod tests {
             .parse(eml.as_bytes())
             .unwrap();
         assert_eq!(msg.body_text(0).unwrap(), input.replace('\n', "\r\n"));
+    }
+
+    /// The fast encoder against the rules, on many awkward inputs: every
+    /// line at most 76 characters, only legal characters, no blank before a
+    /// break, and the decoder gives the input back.
+    #[test]
+    fn qp_rules_hold_on_awkward_inputs() {
+        let pieces = [
+            "a",
+            " ",
+            "\t",
+            "=",
+            "é",
+            "\n",
+            "\r\n",
+            "x".repeat(74).leak(),
+            "y".repeat(75).leak(),
+            "z".repeat(76).leak(),
+            "<td style=\"a\">",
+            "  \n",
+            "ł ",
+        ];
+        let mut seed = 7u64;
+        for _ in 0..3000 {
+            let mut input = String::new();
+            for _ in 0..(seed % 12) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                input.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            seed = seed.wrapping_add(1);
+            let mut out = Vec::new();
+            quoted_printable(input.as_bytes(), &mut out);
+            let text = String::from_utf8(out).unwrap();
+            for line in text.split("\r\n") {
+                assert!(line.len() <= 76, "{line:?} from {input:?}");
+                assert!(
+                    !line.ends_with([' ', '\t']),
+                    "blank at the end of {line:?} from {input:?}"
+                );
+                assert!(line
+                    .bytes()
+                    .all(|b| (33..=126).contains(&b) || b == b' ' || b == b'\t'));
+            }
+            let eml = format!("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n{text}");
+            let msg = mail_parser::MessageParser::default()
+                .parse(eml.as_bytes())
+                .unwrap();
+            let want = input.replace("\r\n", "\n").replace('\n', "\r\n");
+            assert_eq!(
+                msg.body_text(0).unwrap_or_default(),
+                want,
+                "from {input:?}: {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain8_agrees_with_the_table() {
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut chunk = *b"abcdefgh";
+                chunk[pos] = b;
+                let want = chunk.iter().all(|&c| LITERAL[c as usize] && c != b'\t');
+                assert_eq!(plain8(&chunk), want, "byte {b:#x} at {pos}");
+            }
+        }
     }
 
     #[test]

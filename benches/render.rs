@@ -1,0 +1,412 @@
+//! The render benchmark: `cargo bench --bench render`.
+//!
+//! Generates a list of recipients (100,000 by default; `BENCH_ROWS=N` to
+//! change) for the example letter, then measures in one run:
+//! - the cost of each stage on one core (CSV, merge, text, MIME, write),
+//! - end to end to `.eml` files on all cores and on one,
+//! - a baseline on one core: the per-recipient pipeline other tools use
+//!   (Handlebars on the MJML, MJML per letter, html2text per letter,
+//!   lettre's builder), so figures are ratios within the same run,
+//! - peak memory (VmHWM) of a run over 10,000 and over 1,000,000 rows, each
+//!   in a child process, with a sink that discards the messages.
+//!
+//! A benchmark, not a test: it asserts nothing and takes a few minutes.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use letterpress::campaign::Campaign;
+use letterpress::message::{self, Stamp};
+use letterpress::recipients::Recipients;
+use letterpress::run::{self, Clock};
+use letterpress::sink::{Delivered, FileSink, Formats, Outgoing, Sink};
+use letterpress::template::TemplateFile;
+
+const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/weremember.mjml");
+
+/// Writes `n` varied, realistic recipients (non-ASCII names, empty
+/// salutations, `&` in community names) with a fixed pseudo-random sequence.
+fn generate(path: &Path, n: usize) {
+    const FIRST: &[&str] = &[
+        "Anna",
+        "Zofia",
+        "Łukasz",
+        "Jürgen",
+        "Hélène",
+        "François",
+        "Miriam",
+        "Eli",
+        "Noa",
+        "יעקב",
+        "Sarah",
+        "David",
+    ];
+    const LAST: &[&str] = &[
+        "Kowalska",
+        "Wiśniewska",
+        "Dąbrowski",
+        "Müller",
+        "Lefèvre",
+        "Benaïm",
+        "Goldberg",
+        "Friedman",
+        "Levi",
+        "כהן",
+        "Rosenthal",
+        "Breuer",
+    ];
+    const SAL: &[&str] = &["", "Dr.", "Rabbi", "Frau", "Mme", "Pan", "Ms."];
+    const COMM: &[&str] = &[
+        "Congregation Beth Israel",
+        "Hillel Tel Aviv & Jaffa",
+        "Jüdische Gemeinde zu Berlin",
+        "",
+        "Communauté juive de Lyon & Villeurbanne",
+    ];
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(
+        out,
+        "email,salutation,first_name,last_name,community,contact_id"
+    )
+    .unwrap();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut pick = |list: &[&'static str]| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        list[(x % list.len() as u64) as usize]
+    };
+    for i in 0..n {
+        let (s, f, l, c) = (pick(SAL), pick(FIRST), pick(LAST), pick(COMM));
+        writeln!(out, "contact{i}@example.org,{s},{f},{l},{c},c-{i}").unwrap();
+    }
+}
+
+fn open(csv: &Path) -> (Campaign, Recipients) {
+    let template = TemplateFile::load(Path::new(TEMPLATE)).unwrap();
+    let recipients = Recipients::open(csv.to_str().unwrap(), None).unwrap();
+    let campaign = Campaign::compile(template, recipients.columns(), "bench.csv").unwrap();
+    (campaign, recipients)
+}
+
+/// Discards messages: for measuring memory without the disk.
+struct NullSink;
+
+impl Sink for NullSink {
+    fn deliver(&self, out: &Outgoing<'_>) -> Result<Delivered, String> {
+        std::hint::black_box(out.eml.len());
+        Ok(Delivered::default())
+    }
+}
+
+fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn per_sec(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn us(d: Duration, n: usize) -> f64 {
+    d.as_secs_f64() * 1e6 / n as f64
+}
+
+/// Child mode: run `n` rows through a discarding sink, print peak memory.
+fn memory_child(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("r.csv");
+    generate(&csv, n);
+    let before = peak_rss_kb();
+    let (campaign, recipients) = open(&csv);
+    let t = Instant::now();
+    let s = run::run(
+        &campaign,
+        recipients,
+        &NullSink,
+        Clock::Fixed(0),
+        |_| Ok(()),
+        |_, _| {},
+    )
+    .unwrap();
+    println!(
+        "{} {} {:.0} {before}",
+        s.rendered,
+        peak_rss_kb(),
+        per_sec(s.rendered, t.elapsed())
+    );
+}
+
+fn stages(csv: &Path, n: usize, scratch: &Path) {
+    let (campaign, mut recipients) = open(csv);
+    let mut rows = Vec::with_capacity(n);
+    let t = Instant::now();
+    while let Some(r) = recipients.next_row().unwrap() {
+        if rows.len() < n {
+            rows.push(r.unwrap());
+        }
+    }
+    let csv_time = t.elapsed();
+    let total_rows = rows.len().max(1);
+    let (mut merge, mut text, mut mime, mut write) = (
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    let mut bytes = 0usize;
+    for r in &rows {
+        let t = Instant::now();
+        let letter = campaign.render(r).unwrap();
+        merge += t.elapsed();
+        let t = Instant::now();
+        std::hint::black_box(
+            campaign
+                .merge_text(&handlebars::Context::from(r.to_json()))
+                .unwrap(),
+        );
+        text += t.elapsed();
+        let t = Instant::now();
+        let eml = message::build(
+            &letter.parts,
+            &Stamp {
+                date: 0,
+                id: letter.fingerprint,
+            },
+        )
+        .unwrap();
+        mime += t.elapsed();
+        bytes += eml.len();
+        let t = Instant::now();
+        std::fs::write(scratch.join(format!("{}.eml", r.row)), &eml).unwrap();
+        write += t.elapsed();
+    }
+    let merge_only = merge.saturating_sub(text);
+    println!(
+        "stage costs on one core, {} letters of {} bytes on average:",
+        rows.len(),
+        bytes / total_rows
+    );
+    println!(
+        "  read CSV        {:8.2} us/letter (whole file, streamed)",
+        us(csv_time, total_rows)
+    );
+    println!(
+        "  merge (headers + HTML) {:8.2} us/letter",
+        us(merge_only, rows.len())
+    );
+    println!(
+        "  text (merge + wrap)    {:8.2} us/letter",
+        us(text, rows.len())
+    );
+    println!(
+        "  MIME encoding          {:8.2} us/letter",
+        us(mime, rows.len())
+    );
+    println!(
+        "  write .eml             {:8.2} us/letter",
+        us(write, rows.len())
+    );
+}
+
+/// The per-recipient pipeline of the usual tools, in Rust: Handlebars on
+/// the MJML source, mrml per letter, html2text per letter, lettre's builder.
+fn baseline(csv: &Path, n: usize, scratch: &Path) -> f64 {
+    use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+    let template = TemplateFile::load(Path::new(TEMPLATE)).unwrap();
+    let mut hb = handlebars::Handlebars::new();
+    hb.register_template_string("mjml", &template.body).unwrap();
+    hb.register_template_string("to", &template.header("To").unwrap().value)
+        .unwrap();
+    let opts = mrml::prelude::render::RenderOptions {
+        fonts: Default::default(),
+        ..Default::default()
+    };
+    let mut recipients = Recipients::open(csv.to_str().unwrap(), None).unwrap();
+    let t = Instant::now();
+    let mut done = 0;
+    while let Some(r) = recipients.next_row().unwrap() {
+        if done == n {
+            break;
+        }
+        let r = r.unwrap();
+        let ctx = r.to_json();
+        let mjml = hb.render("mjml", &ctx).unwrap();
+        let html = mrml::parse(&mjml).unwrap().element.render(&opts).unwrap();
+        let text = html2text::from_read(html.as_bytes(), 76).unwrap();
+        let to: Mailbox = format!(
+            "\"{} {}\" <{}>",
+            r.get("first_name").unwrap(),
+            r.get("last_name").unwrap(),
+            r.get("email").unwrap()
+        )
+        .parse()
+        .unwrap();
+        let msg = lettre::Message::builder()
+            .from(
+                "World Jewish Congress <weremember@wjc.example.org>"
+                    .parse()
+                    .unwrap(),
+            )
+            .to(to)
+            .subject("Join our #WeRemember Campaign")
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(text),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(html),
+                    ),
+            )
+            .unwrap();
+        std::fs::write(scratch.join(format!("b{}.eml", r.row)), msg.formatted()).unwrap();
+        done += 1;
+    }
+    per_sec(done, t.elapsed())
+}
+
+fn end_to_end(csv: &Path, out: &Path, threads: usize, sink_kind: &str) -> (usize, f64) {
+    let (campaign, recipients) = open(csv);
+    let _ = std::fs::remove_dir_all(out);
+    let files = FileSink::create(out, "eml".parse::<Formats>().unwrap(), false).unwrap();
+    let sink: &dyn Sink = if sink_kind == "null" {
+        &NullSink
+    } else {
+        &files
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    let s = pool.install(|| {
+        run::run(
+            &campaign,
+            recipients,
+            sink,
+            Clock::Fixed(0),
+            |_| Ok(()),
+            |_, _| {},
+        )
+        .unwrap()
+    });
+    let rate = per_sec(s.rendered, t.elapsed());
+    let _ = std::fs::remove_dir_all(out);
+    (s.rendered, rate)
+}
+
+/// What the filesystem alone takes: `n` files of `size` bytes written by
+/// `threads` threads, no rendering. The ceiling for any renderer.
+fn write_floor(out: &Path, n: usize, size: usize, threads: usize) -> f64 {
+    use rayon::prelude::*;
+    let _ = std::fs::remove_dir_all(out);
+    std::fs::create_dir_all(out).unwrap();
+    let body = vec![b'x'; size];
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    pool.install(|| {
+        (0..n).into_par_iter().for_each(|i| {
+            std::fs::write(
+                out.join(format!("{i:06}-contact{i}_example.org.eml")),
+                &body,
+            )
+            .unwrap()
+        })
+    });
+    let rate = per_sec(n, t.elapsed());
+    let _ = std::fs::remove_dir_all(out);
+    rate
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--memory-child") {
+        memory_child(args[i + 1].parse().unwrap());
+        return;
+    }
+    let rows: usize = std::env::var("BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let dir =
+        tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    let csv = dir.path().join("recipients.csv");
+    generate(&csv, rows);
+    println!("letterpress render benchmark: {rows} generated recipients of the example letter, {cores} cores\n");
+
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    stages(&csv, 10_000.min(rows), &scratch);
+    std::fs::remove_dir_all(&scratch).unwrap();
+    if std::env::var_os("BENCH_STAGES_ONLY").is_some() {
+        return;
+    }
+    std::fs::create_dir(&scratch).unwrap();
+
+    let base_n = 1_000.min(rows);
+    let base = baseline(&csv, base_n, &scratch);
+    std::fs::remove_dir_all(&scratch).unwrap();
+    println!("\nbaseline (per-recipient MJML + html2text + lettre builder), one core, {base_n} letters: {base:.0} letters/s");
+
+    let (_, cpu_one) = end_to_end(&csv, &dir.path().join("null"), 1, "null");
+    let (_, cpu_all) = end_to_end(&csv, &dir.path().join("null"), cores, "null");
+    println!("letterpress without writing (messages discarded): one core {cpu_one:.0}/s ({:.0}x), {cores} cores {cpu_all:.0}/s ({:.0}x)", cpu_one / base, cpu_all / base);
+
+    // The disk under the project, and memory (tmpfs) where there is one:
+    // per-file cost differs by an order of magnitude between the two.
+    let mut places = vec![("disk", dir.path().join("out"))];
+    if Path::new("/dev/shm").is_dir() {
+        places.push((
+            "tmpfs",
+            std::path::PathBuf::from("/dev/shm/letterpress-bench"),
+        ));
+    }
+    for (label, out) in places {
+        let floor = write_floor(&out, rows, 32_000, cores);
+        let (_, one) = end_to_end(&csv, &out, 1, "files");
+        let (n, all) = end_to_end(&csv, &out, cores, "files");
+        println!(
+            "\nto .eml files on {label} ({}), {n} letters:",
+            out.display()
+        );
+        println!("  filesystem alone, {cores} threads writing 32 KB files: {floor:8.0} files/s");
+        println!("  letterpress, one core:  {one:8.0} letters/s ({:.0}x the baseline, {:.0}% of the filesystem)", one / base, 100.0 * one / floor);
+        println!("  letterpress, {cores} cores: {all:8.0} letters/s ({:.0}x the baseline, {:.0}% of the filesystem)", all / base, 100.0 * all / floor);
+    }
+
+    println!("\npeak memory (VmHWM) of a whole run, messages discarded:");
+    let exe = std::env::current_exe().unwrap();
+    for n in [10_000usize, 1_000_000] {
+        let out = std::process::Command::new(&exe)
+            .args(["--memory-child", &n.to_string()])
+            .output()
+            .unwrap();
+        let line = String::from_utf8_lossy(&out.stdout);
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() == 4 {
+            println!(
+                "  {:>9} rows: {:>7} kB peak ({} kB before the run), {} letters/s",
+                f[0], f[1], f[3], f[2]
+            );
+        } else {
+            println!(
+                "  {n} rows: child failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
