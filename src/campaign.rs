@@ -119,7 +119,8 @@ fn render_mjml(
         let hint = match &e {
             P::EndOfStream { .. } => "; a tag is not closed",
             P::ParserError { .. } | P::InvalidFormat { .. } => {
-                "; check for an unquoted attribute or an unclosed tag"
+                "; check for an unquoted attribute or an unclosed tag, and use single \
+                 quotes inside a placeholder in an attribute"
             }
             _ => "",
         };
@@ -155,6 +156,21 @@ impl Campaign {
         let html_template = render_mjml(&template.body, include_root.as_deref())
             .map_err(|(l, m)| template.error(template.body_line + l - 1, m, false))?;
 
+        // mrml drops text where MJML allows none (between mj-columns) and
+        // escapes `"` in attributes: a placeholder the HTML lost is a
+        // placeholder some recipients would silently not get.
+        for (line, tag) in placeholders(&template.body) {
+            if !html_template.contains(tag) {
+                return Err(template.error(
+                    template.body_line + line - 1,
+                    format!(
+                        "MJML dropped or moved `{tag}`: put block helpers inside mj-text, or \
+                         around whole mj-sections in mj-raw, and use single quotes inside attributes"
+                    ),
+                    false,
+                ));
+            }
+        }
         let mut html = Handlebars::new();
         html.set_strict_mode(true);
         html.register_template_string("html", &html_template)
@@ -463,6 +479,26 @@ impl Campaign {
     }
 }
 
+/// Every `{{…}}` (or `{{{…}}}`) in `source`, with its 1-based line.
+fn placeholders(source: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    let mut offset = 0;
+    while let Some(start) = rest.find("{{") {
+        let triple = rest[start..].starts_with("{{{");
+        let close = if triple { "}}}" } else { "}}" };
+        let Some(len) = rest[start..].find(close) else {
+            break;
+        };
+        let end = start + len + close.len();
+        let line = source[..offset + start].matches('\n').count() + 1;
+        out.push((line, &rest[start..end]));
+        offset += end;
+        rest = &rest[end..];
+    }
+    out
+}
+
 /// Decodes the entities Handlebars and mrml write, for comparing two HTML
 /// renderings.
 fn decode_entities(s: &str) -> String {
@@ -473,4 +509,123 @@ fn decode_entities(s: &str) -> String {
         .replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipients::Recipients;
+    use std::path::Path;
+
+    const TEMPLATE: &str = "From: Sender <s@example.org>\nTo: {{name}} <{{email}}>\nSubject: Hi {{name}}\nX-Tag: fixed\n\n<mjml><mj-body><mj-section><mj-column>\n<mj-text>Dear {{name}}, <a href=\"https://x.org/?e={{email}}\">link</a></mj-text>\n</mj-column></mj-section></mj-body></mjml>\n";
+
+    fn setup(template: &str, csv: &str) -> (Result<Campaign>, Vec<Recipient>) {
+        let t = TemplateFile::parse(Path::new("t.mjml"), template, None).unwrap();
+        let mut r = Recipients::from_reader(
+            "r.csv".into(),
+            Box::new(std::io::Cursor::new(csv.as_bytes().to_vec())),
+            None,
+        )
+        .unwrap();
+        let columns = r.columns().clone();
+        let mut rows = Vec::new();
+        while let Some(row) = r.next_row().unwrap() {
+            rows.push(row.unwrap());
+        }
+        (Campaign::compile(t, &columns, "r.csv"), rows)
+    }
+
+    #[test]
+    fn escapes_html_but_not_text_or_headers() {
+        let (c, rows) = setup(TEMPLATE, "email,name\na@example.org,\"A&B <i>\"\n");
+        let letter = c.unwrap().render(&rows[0]).unwrap();
+        assert!(letter.parts.html.contains("Dear A&amp;B &lt;i&gt;,"));
+        assert!(letter.parts.text.contains("Dear A&B <i>,"));
+        assert!(letter
+            .parts
+            .text
+            .contains("link <https://x.org/?e=a@example.org>"));
+        assert_eq!(letter.parts.subject, "Hi A&B <i>");
+        assert_eq!(letter.parts.to.name.as_deref(), Some("A&B <i>"));
+        assert_eq!(
+            letter.parts.extra,
+            vec![("X-Tag".to_string(), "fixed".to_string())]
+        );
+    }
+
+    #[test]
+    fn missing_columns_are_named_with_their_line() {
+        let (c, _) = setup(TEMPLATE, "email\na@example.org\n");
+        let e = c.unwrap_err().to_string();
+        assert!(e.starts_with("t.mjml:2: the template uses `name`"), "{e}");
+    }
+
+    #[test]
+    fn line_breaks_and_nul_in_header_values_reject_the_row() {
+        let (c, rows) = setup(
+            TEMPLATE,
+            "email,name\na@example.org,\"x\ny\"\nb@example.org,\"x\0y\"\n",
+        );
+        let c = c.unwrap();
+        for r in &rows {
+            let p = c.render(r).unwrap_err();
+            assert_eq!(p.column.as_deref(), Some("name"));
+            assert!(p.message.contains("line break or NUL"), "{}", p.message);
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_fields() {
+        let (c, rows) = setup(
+            TEMPLATE,
+            "email,name\na@example.org,Ann\na@example.org,Ann\na@example.org,Anne\n",
+        );
+        let c = c.unwrap();
+        let f: Vec<u128> = rows
+            .iter()
+            .map(|r| c.render(r).unwrap().fingerprint)
+            .collect();
+        assert_eq!(f[0], f[1]);
+        assert_ne!(f[0], f[2]);
+    }
+
+    #[test]
+    fn a_placeholder_mjml_drops_is_a_template_error_with_its_line() {
+        let template = TEMPLATE.replace("<mj-column>", "<mj-column width=\"{{w}}\">");
+        let (c, _) = setup(&template, "email,name,w\na@example.org,Ann,30%\n");
+        let e = c.unwrap_err().to_string();
+        assert!(
+            e.starts_with("t.mjml:6: MJML dropped or moved `{{w}}`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_safety_net_compares_both_ways_of_rendering() {
+        let (c, rows) = setup(TEMPLATE, "email,name\na@example.org,A&B \"q\" 'x'\n");
+        c.unwrap().verify(&rows[0]).unwrap();
+        // A raw value that changes the MJML's structure renders differently
+        // per recipient: the run must not start.
+        let template = TEMPLATE.replace("Dear {{name}}", "Dear {{{name}}}");
+        let (c, rows) = setup(
+            &template,
+            "email,name\na@example.org,</mj-text></mj-column>\n",
+        );
+        let e = c.unwrap().verify(&rows[0]).unwrap_err().to_string();
+        assert!(
+            e.contains("renders differently when MJML is rendered once"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_double_quote_inside_an_attribute_placeholder_is_a_template_error() {
+        let template = TEMPLATE.replace(
+            "?e={{email}}",
+            "?e={{#if email}}{{email}}{{else}}\"none\"{{/if}}",
+        );
+        let (c, _) = setup(&template, "email,name\na@example.org,Ann\n");
+        let e = c.unwrap_err().to_string();
+        assert!(e.contains("single quotes"), "{e}");
+    }
 }

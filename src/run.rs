@@ -288,3 +288,43 @@ impl<W: Write> Manifest<W> {
         r.map_err(|e| self.err(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Severity;
+
+    #[test]
+    fn the_manifest_is_valid_json_with_letters_in_order_and_rejected_rows() {
+        let mut buf = Vec::new();
+        let head = serde_json::json!({"template": "t.mjml"});
+        let mut m = Manifest::start(&mut buf, "m.json".into(), &head).unwrap();
+        m.add(&Outcome::Rejected(
+            Problem::new(Severity::Error, "r.csv", "bad")
+                .at_line(3)
+                .at_row(2),
+        ))
+        .unwrap();
+        m.finish(&Summary {
+            rows: 1,
+            rejected: 1,
+            ..Summary::default()
+        })
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["template"], "t.mjml");
+        assert_eq!(v["letters"].as_array().unwrap().len(), 0);
+        assert_eq!(v["rejected"][0]["line"], 3);
+        assert_eq!(v["summary"]["rejected"], 1);
+    }
+
+    #[test]
+    fn exit_code_follows_rejections() {
+        assert_eq!(Summary::default().exit_code(), crate::exit::OK);
+        let s = Summary {
+            rejected: 1,
+            ..Summary::default()
+        };
+        assert_eq!(s.exit_code(), crate::exit::ROWS_REJECTED);
+    }
+}
