@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Render one .eml, .html and .txt per contact into a folder, with a
-    /// manifest.json.
+    /// manifest.json and a preview gallery (index.html).
     #[command(after_help = crate::exit::HELP)]
     Render(RenderArgs),
     /// Find every problem in a template and its contacts without writing a
@@ -51,8 +51,9 @@ pub struct RenderArgs {
     /// The output folder; it must be empty or new, unless --force.
     #[arg(long, short, default_value = "out", value_name = "DIR")]
     pub out: PathBuf,
-    /// Which files to write per contact, comma-separated: eml, html, txt.
-    #[arg(long, default_value = "eml,html,txt", value_name = "LIST")]
+    /// Which files to write, comma-separated: eml, html, txt (one per
+    /// contact) and index (the gallery: index.html and manifest.js).
+    #[arg(long, default_value = "eml,html,txt,index", value_name = "LIST")]
     pub format: String,
     /// Byte-identical output on every run: Date from SOURCE_DATE_EPOCH (0 if
     /// unset), Message-ID and MIME boundary from a hash of the template and

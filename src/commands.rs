@@ -8,6 +8,7 @@ use crate::campaign::Campaign;
 use crate::cli::{CheckArgs, Cli, Command};
 use crate::config::{Env, RenderConfig, Source};
 use crate::error::{Error, Result};
+use crate::gallery::GalleryData;
 use crate::recipients::Recipients;
 use crate::run::{self, Clock, Manifest, Outcome};
 use crate::sink::FileSink;
@@ -71,6 +72,22 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
     });
     let mut manifest =
         Manifest::start(std::io::BufWriter::new(file), manifest_path.clone(), &head)?;
+    let mut gallery = match config.formats.index {
+        true => {
+            crate::gallery::write_page(&config.out)?;
+            let path = config.out.join(crate::gallery::DATA);
+            let file = std::fs::File::create(&path).map_err(|source| Error::Write {
+                path: path.clone(),
+                source,
+            })?;
+            Some(GalleryData::start(
+                std::io::BufWriter::new(file),
+                path,
+                &head,
+            )?)
+        }
+        false => None,
+    };
     let bar = progress_bar(config);
     let quiet = config.quiet;
     let summary = run::run(
@@ -88,6 +105,9 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
                 }
                 Outcome::Done { .. } => {}
             }
+            if let Some(g) = gallery.as_mut() {
+                g.add(outcome)?;
+            }
             manifest.add(outcome)
         },
         |bytes, so_far| {
@@ -97,6 +117,9 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
     )?;
     bar.finish_and_clear();
     manifest.finish(&summary)?;
+    if let Some(g) = gallery {
+        g.finish(&summary)?;
+    }
     if !config.quiet {
         let secs = summary.elapsed.as_secs_f64();
         let mut out = std::io::stdout().lock();

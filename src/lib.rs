@@ -6,7 +6,7 @@
 //! Handlebars per recipient, [`text`] part) -> [`message`] (MIME) ->
 //! [`sink`] (files) -> [`run`] (the pipeline) -> [`check`] and
 //! [`commands`]. `campaign` and `message` do no I/O and never read the
-//! clock.
+//! clock. After `run`: [`gallery`] (the preview page and its data).
 
 pub mod campaign;
 pub mod check;
@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod gallery;
 pub mod message;
 pub mod recipients;
 pub mod report;

@@ -57,6 +57,9 @@ pub enum Outcome {
         letter: Box<Letter>,
         delivered: Delivered,
         eml_size: usize,
+        /// The Date and Message-ID the message was built with (the gallery
+        /// shows them).
+        stamp: Stamp,
     },
     Rejected(Problem),
 }
@@ -185,6 +188,7 @@ fn process(
     }) {
         Ok(delivered) => Outcome::Done {
             eml_size: eml.len(),
+            stamp,
             letter: Box::new(letter),
             delivered,
         },

@@ -38,6 +38,9 @@ pub struct Formats {
     pub eml: bool,
     pub html: bool,
     pub txt: bool,
+    /// The preview gallery: `index.html` and `manifest.js` for the whole run
+    /// (not a per-recipient file; see [`crate::gallery`]).
+    pub index: bool,
 }
 
 impl Default for Formats {
@@ -46,6 +49,7 @@ impl Default for Formats {
             eml: true,
             html: true,
             txt: true,
+            index: true,
         }
     }
 }
@@ -58,21 +62,28 @@ impl std::str::FromStr for Formats {
             eml: false,
             html: false,
             txt: false,
+            index: false,
         };
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
                 "eml" => f.eml = true,
                 "html" => f.html = true,
                 "txt" => f.txt = true,
-                other => return Err(format!("unknown format `{other}`; use eml, html, txt")),
+                "index" => f.index = true,
+                other => {
+                    return Err(format!(
+                        "unknown format `{other}`; use eml, html, txt, index"
+                    ))
+                }
             }
         }
         if f == (Formats {
             eml: false,
             html: false,
             txt: false,
+            index: false,
         }) {
-            return Err("name at least one format: eml, html, txt".into());
+            return Err("name at least one format: eml, html, txt, index".into());
         }
         Ok(f)
     }
@@ -179,6 +190,9 @@ mod tests {
         let f: Formats = "eml, txt".parse().unwrap();
         assert!(f.eml && f.txt && !f.html);
         assert!("pdf".parse::<Formats>().is_err());
+        let f: Formats = "index,html".parse().unwrap();
+        assert!(f.index && f.html && !f.eml && !f.txt);
+        assert!(Formats::default().index);
         assert!("".parse::<Formats>().is_err());
     }
 

@@ -35,10 +35,14 @@ fn example_campaign_writes_three_files_per_contact_and_a_manifest() {
         r.stdout
     );
     let files = tree(&out);
-    assert_eq!(files.len(), example_rows() * 3 + 1);
+    // ... plus manifest.json and the gallery (index.html, manifest.js).
+    assert_eq!(files.len(), example_rows() * 3 + 3);
     for ext in ["eml", "html", "txt"] {
         assert_eq!(
-            files.iter().filter(|(n, _)| n.ends_with(ext)).count(),
+            files
+                .iter()
+                .filter(|(n, _)| n.ends_with(ext) && n != "index.html")
+                .count(),
             example_rows()
         );
     }

@@ -3,5 +3,7 @@
 
 mod common;
 
+mod browser;
 mod check;
+mod gallery;
 mod render;

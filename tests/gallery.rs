@@ -1,0 +1,296 @@
+//! The preview gallery: `render` writes `index.html` and `manifest.js`
+//! (unless `--format` leaves them out), and headless Chromium opens the page
+//! from `file://`, lists every recipient, filters, selects, and shows the
+//! letter at phone and desktop width.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::browser::{png_colours, Browser};
+use crate::common::*;
+
+fn render_gallery(dir: &Path, template: &Path, csv: &Path, extra: &[&str]) -> PathBuf {
+    let out = dir.join("out");
+    let mut args = vec![
+        "render".to_string(),
+        template.display().to_string(),
+        csv.display().to_string(),
+        "--deterministic".into(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run(&args, None).expect_code(0);
+    out
+}
+
+/// The letters of the data file, as the page sees them.
+fn gallery_data(out: &Path) -> serde_json::Value {
+    let js = std::fs::read_to_string(out.join("manifest.js")).unwrap();
+    let json = js
+        .split_once("window.LETTERPRESS = ")
+        .expect("defines window.LETTERPRESS")
+        .1
+        .trim_end()
+        .trim_end_matches(';');
+    serde_json::from_str(json).unwrap()
+}
+
+#[test]
+fn render_writes_the_gallery_and_format_can_leave_it_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = render_gallery(dir.path(), &example_template(), &example_csv(), &[]);
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(page.contains("<script src=\"manifest.js\"></script>"));
+    assert!(!page.contains("https://") && !page.contains("http://"));
+    let data = gallery_data(&out);
+    let letters = data["letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 12);
+    assert_eq!(letters[1]["name"], "Zofia Wiśniewska");
+    assert_eq!(
+        letters[1]["files"]["html"],
+        "0002-zofia.wisniewska_example.org.html"
+    );
+    let headers = letters[1]["headers"].as_array().unwrap();
+    assert!(headers.contains(&json!(["Date", "Thu, 01 Jan 1970 00:00:00 +0000"])));
+    assert!(headers.contains(&json!([
+        "To",
+        "Zofia Wiśniewska <zofia.wisniewska@example.org>"
+    ])));
+
+    let other = tempfile::tempdir().unwrap();
+    let out = render_gallery(
+        other.path(),
+        &example_template(),
+        &example_csv(),
+        &["--format", "eml,html,txt"],
+    );
+    assert!(!out.join("index.html").exists() && !out.join("manifest.js").exists());
+    assert!(out.join("manifest.json").exists());
+}
+
+#[test]
+fn rejected_rows_are_listed_in_the_gallery_in_row_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = write(dir.path(), "t.mjml", SMALL_TEMPLATE);
+    let csv = write(
+        dir.path(),
+        "r.csv",
+        "email,name\nann@example.org,Ann\nnot-an-address,Bob\ncy@example.org,Cy\n",
+    );
+    let out = dir.path().join("out");
+    run(
+        &[
+            "render",
+            t.to_str().unwrap(),
+            csv.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    )
+    .expect_code(3);
+    let data = gallery_data(&out);
+    let rows: Vec<_> = data["letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["row"].as_u64().unwrap(), l.get("rejected").is_some()))
+        .collect();
+    assert_eq!(rows, [(1, false), (2, true), (3, false)]);
+}
+
+/// Clicks the middle of the first element matching `selector` with the
+/// mouse, as a person would.
+fn click(b: &mut Browser, selector: &str) {
+    let (x, y, w, h) = b.rect(selector);
+    let (x, y) = (x + w / 2.0, y + h / 2.0);
+    for kind in ["mousePressed", "mouseReleased"] {
+        b.call(
+            "Input.dispatchMouseEvent",
+            json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}),
+        );
+    }
+}
+
+#[test]
+fn chromium_lists_filters_selects_and_shows_the_letter_at_375_and_600_px() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = render_gallery(dir.path(), &example_template(), &example_csv(), &[]);
+    let addresses: Vec<serde_json::Value> = gallery_data(&out)["letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["to"].clone())
+        .collect();
+
+    let mut b = Browser::start(1400, 1000);
+    b.open(&format!("file://{}/index.html", out.display()));
+
+    // Every recipient is listed (12 rows fit, so the virtual list draws all).
+    b.wait_for("document.querySelectorAll('#rows .row').length > 0", "rows");
+    let listed =
+        b.eval("[...document.querySelectorAll('#rows .row .addr')].map(e => e.textContent)");
+    assert_eq!(listed, json!(addresses));
+    assert_eq!(
+        b.eval("document.getElementById('count').textContent"),
+        "12 letters"
+    );
+
+    // Typing in the filter narrows the list.
+    b.eval("document.getElementById('filter').focus()");
+    b.call("Input.insertText", json!({"text": "cohen"}));
+    b.wait_for(
+        "document.querySelectorAll('#rows .row').length === 1",
+        "the filter",
+    );
+    assert_eq!(
+        b.eval("document.querySelector('#rows .row .addr').textContent"),
+        "yaakov.cohen@example.org"
+    );
+    assert_eq!(
+        b.eval("document.getElementById('count').textContent"),
+        "1 of 12 letters"
+    );
+
+    // Selecting the row shows that letter: headers, HTML and text parts.
+    click(&mut b, "#rows .row");
+    b.wait_for(
+        "document.getElementById('html').dataset.loaded === '0004-yaakov.cohen_example.org.html' \
+         && document.getElementById('text').dataset.loaded === '0004-yaakov.cohen_example.org.txt'",
+        "the selected letter's parts",
+    );
+    let headers = b.eval("document.getElementById('headers').innerText");
+    let headers = headers.as_str().unwrap();
+    assert!(
+        headers.contains("יעקב כהן <yaakov.cohen@example.org>"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("Join our #WeRemember Campaign"),
+        "{headers}"
+    );
+    assert!(b.eval("location.hash").as_str().unwrap().contains("row=4"));
+    let text = b.frame_text("0004-yaakov.cohen_example.org.txt");
+    assert!(text.contains("Dear הרב כהן,"), "{text}");
+    let html = b.frame_text("0004-yaakov.cohen_example.org.html");
+    assert!(html.contains("Dear הרב כהן,"), "{html}");
+
+    // The letter at phone and desktop width, each screenshot non-blank.
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    for (button, width) in [("w-phone", 375.0), ("w-desktop", 600.0)] {
+        click(&mut b, &format!("#{button}"));
+        b.wait_for(
+            &format!(
+                "document.getElementById('html').getBoundingClientRect().width === {width} + 15"
+            ),
+            "the width switch",
+        );
+        // The HTML part's viewport (the frame less its scrollbar).
+        let (x, y, _, h) = b.rect("#html");
+        let h = h.min(1000.0 - y); // what is on screen of it
+        let png = b.screenshot(Some((x, y, width, h)));
+        std::fs::write(shots.join(format!("gallery-letter-{width}.png")), &png).unwrap();
+        let (w, _, colours) = png_colours(&png);
+        assert_eq!(w as f64, width);
+        assert!(
+            colours > 50,
+            "the letter at {width} px looks blank: {colours} colours"
+        );
+    }
+
+    // The gallery itself on a phone: list above the letter, still readable.
+    b.set_size(375, 800);
+    let png = b.screenshot(None);
+    std::fs::write(shots.join("gallery-page-375.png"), &png).unwrap();
+    let (w, _, colours) = png_colours(&png);
+    assert_eq!(w, 375);
+    assert!(
+        colours > 50,
+        "the page at 375 px looks blank: {colours} colours"
+    );
+
+    // Clearing the filter brings every letter back; the selection stays.
+    b.eval("(() => { const f = document.getElementById('filter'); f.value = ''; f.dispatchEvent(new Event('input')); })()");
+    b.wait_for(
+        "document.getElementById('count').textContent === '12 letters'",
+        "all letters",
+    );
+    assert_eq!(
+        b.eval("document.querySelector('#rows .row.sel .addr').textContent"),
+        "yaakov.cohen@example.org"
+    );
+}
+
+/// A list of `n` contacts made from the example's rows.
+pub fn big_csv(dir: &Path, n: usize) -> PathBuf {
+    let example = std::fs::read_to_string(example_csv()).unwrap();
+    let mut lines = example.lines();
+    let mut csv = String::from(lines.next().unwrap());
+    csv.push('\n');
+    let rows: Vec<&str> = lines.collect();
+    for i in 0..n {
+        let row = rows[i % rows.len()];
+        let (email, rest) = row.split_once(',').unwrap();
+        let (user, domain) = email.split_once('@').unwrap();
+        csv.push_str(&format!("{user}+{i}@{domain},{rest}\n"));
+    }
+    write(dir, "big.csv", csv)
+}
+
+/// The closing note's figures: the size of the gallery and how long Chromium
+/// takes to open it with 10,000 recipients. Slow (it renders 10,000
+/// letters), so run by hand: `cargo test gallery_10k -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn gallery_10k_opens_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = big_csv(dir.path(), 10_000);
+    let started = std::time::Instant::now();
+    let out = render_gallery(
+        dir.path(),
+        &example_template(),
+        &csv,
+        &["--format", "index,html,txt", "--quiet"],
+    );
+    eprintln!(
+        "rendered 10,000 letters in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let page = std::fs::metadata(out.join("index.html")).unwrap().len();
+    let data = std::fs::metadata(out.join("manifest.js")).unwrap().len();
+    eprintln!("index.html: {page} bytes; manifest.js: {data} bytes");
+
+    let mut b = Browser::start(1400, 1000);
+    for round in 0..3 {
+        let t = std::time::Instant::now();
+        b.open(&format!("file://{}/index.html?{round}", out.display()));
+        let load = t.elapsed();
+        b.wait_for(
+            "document.getElementById('count').textContent === '10000 letters'",
+            "the list",
+        );
+        let listed = t.elapsed();
+        let rows = b.eval("document.querySelectorAll('#rows .row').length");
+        let filter = b.eval(
+            "(() => { const t = performance.now(); const f = document.getElementById('filter'); \
+             f.value = 'cohen'; f.dispatchEvent(new Event('input')); return [performance.now() - t, \
+             document.getElementById('count').textContent]; })()",
+        );
+        let scroll = b.eval(
+            "(() => { const t = performance.now(); const l = document.getElementById('list'); \
+             const f = document.getElementById('filter'); f.value = ''; f.dispatchEvent(new Event('input')); \
+             l.scrollTop = l.scrollHeight; l.dispatchEvent(new Event('scroll')); \
+             return new Promise(r => requestAnimationFrame(() => r([performance.now() - t, \
+             document.querySelector('#rows .row:last-child .n').textContent]))); })()",
+        );
+        eprintln!(
+            "round {round}: load event {:.0} ms, list shown {:.0} ms, {rows} rows in the DOM; \
+             filter `cohen` {filter}; clear + scroll to the end {scroll}",
+            load.as_secs_f64() * 1000.0,
+            listed.as_secs_f64() * 1000.0,
+        );
+        assert!(rows.as_u64().unwrap() < 60);
+    }
+}
