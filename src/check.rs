@@ -84,6 +84,8 @@ fn problem_of(e: &Error) -> Problem {
             Problem::new(Severity::Error, path.display().to_string(), e.to_string())
         }
         Error::Usage(m) => Problem::new(Severity::Error, "", m.clone()),
+        // Not raised by a check; listed so a new variant must be placed here.
+        Error::NoSnapshot { .. } => Problem::new(Severity::Error, "", e.to_string()),
     }
 }
 

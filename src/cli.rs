@@ -21,7 +21,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Render one .eml, .html and .txt per contact into a folder, with a
-    /// manifest.json and a preview gallery (index.html).
+    /// manifest.json and a preview gallery (index.html); or, with --check,
+    /// compare a fresh render with a folder of snapshots.
     #[command(after_help = crate::exit::HELP)]
     Render(RenderArgs),
     /// Find every problem in a template and its contacts without writing a
@@ -67,6 +68,17 @@ pub struct RenderArgs {
     /// Print nothing but errors.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Write nothing: render in memory and compare with the letters in DIR
+    /// (a snapshot made with --deterministic). Prints a diff of each changed
+    /// letter's decoded headers, text and HTML, lists letters added and
+    /// removed, and exits with 4 when anything differs. Needs
+    /// --deterministic or SOURCE_DATE_EPOCH.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "force"])]
+    pub check: Option<PathBuf>,
+    /// With --check: after the comparison, rewrite DIR with the fresh render
+    /// (and remove the letters no longer rendered); exits 0.
+    #[arg(long, requires = "check")]
+    pub update: bool,
 }
 
 #[derive(Debug, Args)]

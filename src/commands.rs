@@ -58,6 +58,26 @@ fn progress_bar(config: &RenderConfig) -> indicatif::ProgressBar {
 /// `letterpress render`.
 pub fn render(config: &RenderConfig) -> Result<u8> {
     let (campaign, recipients) = open(&config.source)?;
+    if let Some(dir) = &config.check {
+        let report = crate::snapshot::check(config, dir, &campaign, recipients)?;
+        if !config.update {
+            return Ok(report.exit_code());
+        }
+        // --update: render again, this time into the folder.
+        let write = RenderConfig {
+            check: None,
+            update: false,
+            out: dir.clone(),
+            force: true,
+            quiet: true,
+            progress: false,
+            ..config.clone()
+        };
+        let code = render(&write)?;
+        crate::snapshot::remove(dir, &report.removed)?;
+        println!("updated  {}", dir.display());
+        return Ok(code);
+    }
     let sink = FileSink::create(&config.out, config.formats, config.force)?;
     let manifest_path = config.out.join("manifest.json");
     let file = std::fs::File::create(&manifest_path).map_err(|source| Error::Write {

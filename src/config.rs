@@ -47,6 +47,23 @@ pub struct RenderConfig {
     pub quiet: bool,
     /// Draw a progress bar (stderr is a terminal and not --quiet).
     pub progress: bool,
+    /// `--check DIR`: compare with this snapshot folder instead of writing.
+    pub check: Option<PathBuf>,
+    /// `--update`: rewrite the snapshot folder after comparing.
+    pub update: bool,
+}
+
+/// The clock a run uses: `SOURCE_DATE_EPOCH` wins, then `--deterministic`.
+fn clock(env: &Env, deterministic: bool) -> Result<Clock> {
+    Ok(match (&env.source_date_epoch, deterministic) {
+        (Some(epoch), _) => Clock::Fixed(epoch.trim().parse().map_err(|_| {
+            Error::Usage(format!(
+                "SOURCE_DATE_EPOCH must be a whole number of seconds, not `{epoch}`"
+            ))
+        })?),
+        (None, true) => Clock::Fixed(0),
+        (None, false) => Clock::System,
+    })
 }
 
 impl Source {
@@ -72,15 +89,14 @@ impl Source {
 impl RenderConfig {
     pub fn new(args: &RenderArgs, env: &Env) -> Result<RenderConfig> {
         let formats = args.format.parse().map_err(Error::Usage)?;
-        let clock = match (&env.source_date_epoch, args.deterministic) {
-            (Some(epoch), _) => Clock::Fixed(epoch.trim().parse().map_err(|_| {
-                Error::Usage(format!(
-                    "SOURCE_DATE_EPOCH must be a whole number of seconds, not `{epoch}`"
-                ))
-            })?),
-            (None, true) => Clock::Fixed(0),
-            (None, false) => Clock::System,
-        };
+        let clock = clock(env, args.deterministic)?;
+        if args.check.is_some() && clock == Clock::System {
+            return Err(Error::Usage(
+                "--check needs --deterministic (or SOURCE_DATE_EPOCH): otherwise every \
+                 Date and Message-ID differs from the snapshot"
+                    .into(),
+            ));
+        }
         Ok(RenderConfig {
             source: Source::from_args(&args.input)?,
             out: args.out.clone(),
@@ -89,6 +105,8 @@ impl RenderConfig {
             force: args.force,
             quiet: args.quiet,
             progress: env.stderr_is_terminal && !args.quiet,
+            check: args.check.clone(),
+            update: args.update,
         })
     }
 }
@@ -130,6 +148,16 @@ mod tests {
             ..Env::default()
         };
         assert!(RenderConfig::new(&a, &bad).is_err());
+    }
+
+    #[test]
+    fn check_needs_a_fixed_clock() {
+        let a = render_args(&["lp", "render", "--check", "snap", "t", "r"]);
+        let e = RenderConfig::new(&a, &Env::default()).unwrap_err();
+        assert!(e.to_string().contains("--deterministic"), "{e}");
+        let d = render_args(&["lp", "render", "--deterministic", "--check", "s", "t", "r"]);
+        let c = RenderConfig::new(&d, &Env::default()).unwrap();
+        assert_eq!(c.check.as_deref(), Some(std::path::Path::new("s")));
     }
 
     #[test]

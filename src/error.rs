@@ -62,6 +62,12 @@ pub enum Error {
     )]
     OutDirNotEmpty { path: PathBuf },
 
+    #[error(
+        "snapshot folder {path} does not exist; make it with \
+         `letterpress render --deterministic --check {path} --update`"
+    )]
+    NoSnapshot { path: PathBuf },
+
     #[error("{0}")]
     Usage(String),
 }

@@ -10,6 +10,8 @@ pub const FATAL: u8 = 1;
 pub const USAGE: u8 = 2;
 /// The run finished, but some rows were rejected; every other row was done.
 pub const ROWS_REJECTED: u8 = 3;
+/// `render --check`: the fresh render differs from the snapshot folder.
+pub const SNAPSHOT_DIFFERS: u8 = 4;
 
 /// The text for `--help`.
 pub const HELP: &str = "\
@@ -17,4 +19,5 @@ Exit codes:
   0  all well
   1  fatal: nothing was done (template error, unreadable file, output folder in the way)
   2  usage: the command line is wrong
-  3  finished, but some rows were rejected (each is reported with its CSV line)";
+  3  finished, but some rows were rejected (each is reported with its CSV line)
+  4  render --check: some letter differs from the snapshot folder (or was added or removed)";

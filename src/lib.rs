@@ -6,7 +6,8 @@
 //! Handlebars per recipient, [`text`] part) -> [`message`] (MIME) ->
 //! [`sink`] (files) -> [`run`] (the pipeline) -> [`check`] and
 //! [`commands`]. `campaign` and `message` do no I/O and never read the
-//! clock. After `run`: [`gallery`] (the preview page and its data).
+//! clock. After `run`: [`gallery`] (the preview page and its data),
+//! and [`snapshot`] (`render --check`).
 
 pub mod campaign;
 pub mod check;
@@ -21,6 +22,7 @@ pub mod recipients;
 pub mod report;
 pub mod run;
 pub mod sink;
+pub mod snapshot;
 pub mod template;
 pub mod text;
 

@@ -7,3 +7,4 @@ mod browser;
 mod check;
 mod gallery;
 mod render;
+mod snapshot;

@@ -1,0 +1,201 @@
+//! `letterpress render --check DIR`: a snapshot folder compared with a fresh
+//! render, a readable diff per changed letter, exit code 4, and `--update`.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+/// The example campaign copied into `dir`, so a test can edit it.
+fn campaign(dir: &Path) -> (PathBuf, PathBuf) {
+    let t = write(
+        dir,
+        "weremember.mjml",
+        std::fs::read(example_template()).unwrap(),
+    );
+    let csv = write(dir, "r.csv", std::fs::read(example_csv()).unwrap());
+    (t, csv)
+}
+
+fn render(t: &Path, csv: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "render".to_string(),
+        t.display().to_string(),
+        csv.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run(&args, None)
+}
+
+fn snapshot(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (t, csv) = campaign(dir);
+    let snap = dir.join("snap");
+    render(
+        &t,
+        &csv,
+        &["--deterministic", "--out", snap.to_str().unwrap()],
+    )
+    .expect_code(0);
+    (t, csv, snap)
+}
+
+#[test]
+fn an_unchanged_campaign_matches_its_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv, snap) = snapshot(dir.path());
+    let before = tree(&snap);
+    let out = render(
+        &t,
+        &csv,
+        &["--deterministic", "--check", snap.to_str().unwrap()],
+    );
+    out.expect_code(0);
+    assert!(
+        out.stdout
+            .contains("matches: 0 changed, 0 added, 0 removed, 12 unchanged"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(tree(&snap), before, "--check writes nothing");
+}
+
+#[test]
+fn a_one_word_change_exits_4_with_a_decoded_diff_naming_the_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv, snap) = snapshot(dir.path());
+    let template = std::fs::read_to_string(&t).unwrap();
+    std::fs::write(&t, template.replace("horrific tragedy", "terrible tragedy")).unwrap();
+
+    let out = render(
+        &t,
+        &csv,
+        &["--deterministic", "--check", snap.to_str().unwrap()],
+    );
+    out.expect_code(4);
+    let s = &out.stdout;
+    assert!(
+        s.contains("changed  0001-david.breuer_example.org (row 1, david.breuer@example.org):"),
+        "{s}"
+    );
+    // The word, in decoded text and HTML lines: no quoted-printable.
+    let minus: Vec<&str> = s
+        .lines()
+        .filter(|l| l.starts_with('-') && l.contains("horrific"))
+        .collect();
+    let plus: Vec<&str> = s
+        .lines()
+        .filter(|l| l.starts_with('+') && l.contains("terrible"))
+        .collect();
+    assert!(!minus.is_empty() && !plus.is_empty(), "{s}");
+    assert!(plus.iter().any(|l| l.contains("<p>")), "the HTML line: {s}");
+    assert!(plus.iter().any(|l| !l.contains('<')), "the text line: {s}");
+    assert!(
+        !s.contains("=E2=80=99") && !s.contains("=\n"),
+        "no quoted-printable: {s}"
+    );
+    // Every letter changed the same way: one diff, then one line each.
+    assert!(s.contains("changed  0002-zofia.wisniewska_example.org: the same change as 0001-david.breuer_example.org (Message-ID aside)"), "{s}");
+    assert!(
+        s.contains("differs: 12 changed, 0 added, 0 removed, 0 unchanged"),
+        "{s}"
+    );
+
+    // --update rewrites the snapshot; then it matches.
+    let out = render(
+        &t,
+        &csv,
+        &[
+            "--deterministic",
+            "--check",
+            snap.to_str().unwrap(),
+            "--update",
+        ],
+    );
+    out.expect_code(0);
+    assert!(out.stdout.contains("updated  "), "{}", out.stdout);
+    let html = std::fs::read_to_string(snap.join("0001-david.breuer_example.org.html")).unwrap();
+    assert!(html.contains("terrible tragedy"));
+    render(
+        &t,
+        &csv,
+        &["--deterministic", "--check", snap.to_str().unwrap()],
+    )
+    .expect_code(0);
+}
+
+#[test]
+fn letters_added_and_removed_are_listed_and_update_removes_stale_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv, snap) = snapshot(dir.path());
+    let mut lines: Vec<String> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.pop(); // row 12 goes
+    lines.push("new.one@example.org,,New,One,Somewhere,c-2000".into()); // row 12 is someone else
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+
+    let out = render(
+        &t,
+        &csv,
+        &["--deterministic", "--check", snap.to_str().unwrap()],
+    );
+    out.expect_code(4);
+    assert!(
+        out.stdout
+            .contains("added    0012-new.one_example.org (row 12, new.one@example.org)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("removed  0012-tamar.ben-david_example.org"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("differs: 0 changed, 1 added, 1 removed, 11 unchanged"),
+        "{}",
+        out.stdout
+    );
+
+    render(
+        &t,
+        &csv,
+        &[
+            "--deterministic",
+            "--check",
+            snap.to_str().unwrap(),
+            "--update",
+        ],
+    )
+    .expect_code(0);
+    assert!(!snap.join("0012-tamar.ben-david_example.org.eml").exists());
+    assert!(snap.join("0012-new.one_example.org.eml").exists());
+    render(
+        &t,
+        &csv,
+        &["--deterministic", "--check", snap.to_str().unwrap()],
+    )
+    .expect_code(0);
+}
+
+#[test]
+fn check_needs_a_deterministic_render_and_an_existing_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv) = campaign(dir.path());
+    let out = render(&t, &csv, &["--check", dir.path().to_str().unwrap()]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("--deterministic"), "{}", out.stderr);
+    let missing = dir.path().join("nope");
+    let out = render(
+        &t,
+        &csv,
+        &["--deterministic", "--check", missing.to_str().unwrap()],
+    );
+    out.expect_code(1);
+    assert!(out.stderr.contains("--update"), "{}", out.stderr);
+    // --update without --check is a usage error (clap).
+    render(&t, &csv, &["--deterministic", "--update"]).expect_code(2);
+}
