@@ -85,7 +85,9 @@ fn problem_of(e: &Error) -> Problem {
         }
         Error::Usage(m) => Problem::new(Severity::Error, "", m.clone()),
         // Not raised by a check; listed so a new variant must be placed here.
-        Error::NoSnapshot { .. } => Problem::new(Severity::Error, "", e.to_string()),
+        Error::NoSnapshot { .. } | Error::Listen { .. } => {
+            Problem::new(Severity::Error, "", e.to_string())
+        }
     }
 }
 

@@ -29,6 +29,10 @@ pub enum Command {
     /// file.
     #[command(after_help = crate::exit::HELP)]
     Check(CheckArgs),
+    /// Serve the preview gallery on 127.0.0.1 and render again whenever the
+    /// template, its .txt part or the contacts change; the open page reloads.
+    #[command(after_help = crate::exit::HELP)]
+    Serve(ServeArgs),
 }
 
 /// Where the letters come from: shared by every command.
@@ -79,6 +83,20 @@ pub struct RenderArgs {
     /// (and remove the letters no longer rendered); exits 0.
     #[arg(long, requires = "check")]
     pub update: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub input: Input,
+    /// The port on 127.0.0.1 (0 picks a free one). Only this machine can
+    /// connect.
+    #[arg(long, default_value_t = 8025)]
+    pub port: u16,
+    /// Date from SOURCE_DATE_EPOCH (0 if unset) and Message-IDs from a hash,
+    /// as in `render --deterministic`.
+    #[arg(long)]
+    pub deterministic: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use crate::campaign::Campaign;
 use crate::cli::{CheckArgs, Cli, Command};
-use crate::config::{Env, RenderConfig, Source};
+use crate::config::{Env, RenderConfig, ServeConfig, Source};
 use crate::error::{Error, Result};
 use crate::gallery::GalleryData;
 use crate::recipients::Recipients;
@@ -19,6 +19,7 @@ pub fn main(cli: Cli, env: &Env) -> u8 {
     let result = match cli.command {
         Command::Render(args) => RenderConfig::new(&args, env).and_then(|c| render(&c)),
         Command::Check(args) => check(&args),
+        Command::Serve(args) => ServeConfig::new(&args, env).and_then(|c| crate::serve::serve(&c)),
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::cli::{Input, RenderArgs};
+use crate::cli::{Input, RenderArgs, ServeArgs};
 use crate::error::{Error, Result};
 use crate::run::Clock;
 use crate::sink::Formats;
@@ -53,6 +53,14 @@ pub struct RenderConfig {
     pub update: bool,
 }
 
+/// `letterpress serve`, validated.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub source: Source,
+    pub port: u16,
+    pub clock: Clock,
+}
+
 /// The clock a run uses: `SOURCE_DATE_EPOCH` wins, then `--deterministic`.
 fn clock(env: &Env, deterministic: bool) -> Result<Clock> {
     Ok(match (&env.source_date_epoch, deterministic) {
@@ -64,6 +72,22 @@ fn clock(env: &Env, deterministic: bool) -> Result<Clock> {
         (None, true) => Clock::Fixed(0),
         (None, false) => Clock::System,
     })
+}
+
+impl ServeConfig {
+    pub fn new(args: &ServeArgs, env: &Env) -> Result<ServeConfig> {
+        let source = Source::from_args(&args.input)?;
+        if source.recipients == "-" {
+            return Err(Error::Usage(
+                "serve watches the contacts file for changes, so it needs a file, not `-`".into(),
+            ));
+        }
+        Ok(ServeConfig {
+            source,
+            port: args.port,
+            clock: clock(env, args.deterministic)?,
+        })
+    }
 }
 
 impl Source {

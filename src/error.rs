@@ -68,6 +68,13 @@ pub enum Error {
     )]
     NoSnapshot { path: PathBuf },
 
+    #[error("cannot listen on {addr}: {source}; choose another --port")]
+    Listen {
+        addr: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     #[error("{0}")]
     Usage(String),
 }

@@ -7,7 +7,7 @@
 //! [`sink`] (files) -> [`run`] (the pipeline) -> [`check`] and
 //! [`commands`]. `campaign` and `message` do no I/O and never read the
 //! clock. After `run`: [`gallery`] (the preview page and its data),
-//! and [`snapshot`] (`render --check`).
+//! [`snapshot`] (`render --check`) and [`serve`] (the live preview).
 
 pub mod campaign;
 pub mod check;
@@ -21,6 +21,7 @@ pub mod message;
 pub mod recipients;
 pub mod report;
 pub mod run;
+pub mod serve;
 pub mod sink;
 pub mod snapshot;
 pub mod template;

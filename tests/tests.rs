@@ -7,4 +7,5 @@ mod browser;
 mod check;
 mod gallery;
 mod render;
+mod serve;
 mod snapshot;

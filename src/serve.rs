@@ -1,0 +1,242 @@
+//! `letterpress serve`: the preview gallery over HTTP on 127.0.0.1, rendered
+//! in memory and rendered again whenever the template, its `.txt` sibling or
+//! the contacts change on disk. The open page long-polls and reloads. A
+//! template error does not stop the server: the page shows it until the
+//! file is fixed. Binds to 127.0.0.1 only; never to another address.
+//!
+//! Files are watched by polling their modification time and size (no
+//! platform notification crate: three files, four checks a second).
+//! Requests are served by `tiny_http`, one thread each, so a waiting poll
+//! does not hold up the page.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crate::config::{ServeConfig, Source};
+use crate::error::{Error, Result};
+use crate::gallery::{self, GalleryData};
+use crate::run::{self, Clock, Summary};
+use crate::sink::{file_stem, Delivered, Outgoing, Sink};
+
+/// How often the watched files are looked at.
+const POLL: Duration = Duration::from_millis(250);
+/// How long a page's wait for the next render is held before it asks again.
+const WAIT: Duration = Duration::from_secs(25);
+/// The path the page long-polls (`?v=VERSION`).
+const WAIT_PATH: &str = "/__letterpress/wait";
+
+/// Keeps each letter's `.html` and `.txt` in memory, under the names a
+/// file render would give them.
+#[derive(Default)]
+struct MemorySink {
+    files: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl Sink for MemorySink {
+    fn deliver(&self, out: &Outgoing<'_>) -> std::result::Result<Delivered, String> {
+        let stem = file_stem(out.letter.row, &out.letter.parts.to.address);
+        let mut d = Delivered::default();
+        let mut files = self.files.lock().expect("no panics while held");
+        for (ext, body) in [
+            ("html", &out.letter.parts.html),
+            ("txt", &out.letter.parts.text),
+        ] {
+            let name = format!("{stem}.{ext}");
+            files.insert(name.clone(), body.as_bytes().to_vec());
+            d.files.insert(ext.into(), name);
+            d.sizes.insert(ext.into(), body.len() as u64);
+        }
+        d.sizes.insert("eml".into(), out.eml.len() as u64);
+        Ok(d)
+    }
+}
+
+/// One complete render.
+#[derive(Default)]
+struct Rendered {
+    /// `manifest.js`.
+    data: Vec<u8>,
+    files: HashMap<String, Vec<u8>>,
+}
+
+struct State {
+    /// Goes up by one on every render, good or bad: the page reloads when
+    /// it changes.
+    version: u64,
+    /// Why the last render failed; the page shows it over the last good one.
+    error: Option<String>,
+    last_good: Arc<Rendered>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// Renders every letter into memory.
+fn render(source: &Source, clock: Clock) -> Result<(Rendered, Summary)> {
+    let (campaign, recipients) = crate::commands::open(source)?;
+    let head = serde_json::json!({
+        "letterpress": env!("CARGO_PKG_VERSION"),
+        "template": source.template.display().to_string(),
+        "recipients": recipients.name(),
+        "deterministic": matches!(clock, Clock::Fixed(_)),
+    });
+    let sink = MemorySink::default();
+    let mut data = GalleryData::start(Vec::new(), gallery::DATA.into(), &head)?;
+    let summary = run::run(
+        &campaign,
+        recipients,
+        &sink,
+        clock,
+        |o| data.add(o),
+        |_, _| {},
+    )?;
+    let data = data.finish(&summary)?;
+    let files = sink.files.into_inner().expect("no panics while held");
+    Ok((Rendered { data, files }, summary))
+}
+
+/// What the watched files look like now: modification time and size, or
+/// nothing when a file is absent (the `.txt` sibling may come and go).
+fn fingerprint(paths: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+        })
+        .collect()
+}
+
+fn rerender(shared: &Shared, source: &Source, clock: Clock) {
+    let result = render(source, clock);
+    let mut st = shared.state.lock().expect("no panics while held");
+    st.version += 1;
+    match result {
+        Ok((r, summary)) => {
+            eprintln!(
+                "rendered {} letters ({} rows rejected, {} warnings)",
+                summary.rendered, summary.rejected, summary.warnings
+            );
+            st.error = None;
+            st.last_good = Arc::new(r);
+        }
+        Err(e) => {
+            eprintln!("letterpress: error: {e}\n  (shown on the page; save a fixed file to go on)");
+            st.error = Some(e.to_string());
+        }
+    }
+    shared.changed.notify_all();
+}
+
+/// `letterpress serve`. Runs until the process is stopped.
+pub fn serve(config: &ServeConfig) -> Result<u8> {
+    let addr = format!("127.0.0.1:{}", config.port);
+    let server = tiny_http::Server::http(&addr).map_err(|source| Error::Listen {
+        addr: addr.clone(),
+        source,
+    })?;
+    let bound = server.server_addr().to_ip().map_or(addr, |a| a.to_string());
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            version: 0,
+            error: None,
+            last_good: Arc::default(),
+        }),
+        changed: Condvar::new(),
+    });
+    let source = config.source.clone();
+    let watched = vec![
+        source.template.clone(),
+        source.template.with_extension("txt"),
+        PathBuf::from(&source.recipients),
+    ];
+    let mut seen = fingerprint(&watched);
+    rerender(&shared, &source, config.clock);
+    println!(
+        "serving the gallery of {} at http://{bound}/ (on 127.0.0.1 only: no other machine can \
+         connect); watching {}, {} and {}; Ctrl-C stops",
+        source.template.display(),
+        watched[0].display(),
+        watched[1].display(),
+        watched[2].display(),
+    );
+
+    let (watch_shared, clock) = (Arc::clone(&shared), config.clock);
+    std::thread::spawn(move || loop {
+        std::thread::sleep(POLL);
+        let now = fingerprint(&watched);
+        if now != seen {
+            // Let an editor finish writing, then take what is there.
+            std::thread::sleep(POLL / 2);
+            seen = fingerprint(&watched);
+            rerender(&watch_shared, &source, clock);
+        }
+    });
+
+    for request in server.incoming_requests() {
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || respond(request, &shared));
+    }
+    Ok(crate::exit::OK)
+}
+
+fn respond(request: tiny_http::Request, shared: &Shared) {
+    let url = request.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let reply = |body: Vec<u8>, status: u16, kind: &str| {
+        tiny_http::Response::from_data(body)
+            .with_status_code(status)
+            .with_header(tiny_http::Header::from_bytes("Content-Type", kind).expect("ASCII header"))
+            .with_header(
+                tiny_http::Header::from_bytes("Cache-Control", "no-store").expect("ASCII header"),
+            )
+    };
+    let response = match path {
+        "/" | "/index.html" => reply(
+            gallery::page().into_bytes(),
+            200,
+            "text/html; charset=utf-8",
+        ),
+        "/manifest.js" => {
+            let st = shared.state.lock().expect("no panics while held");
+            let live = serde_json::json!({"version": st.version, "error": st.error});
+            let mut body = format!("window.LETTERPRESS_LIVE = {live};\n").into_bytes();
+            if !st.last_good.data.is_empty() {
+                body.extend_from_slice(&st.last_good.data);
+            }
+            reply(body, 200, "text/javascript; charset=utf-8")
+        }
+        WAIT_PATH => {
+            let since: Option<u64> = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("v="))
+                .and_then(|v| v.parse().ok());
+            let st = shared.state.lock().expect("no panics while held");
+            let (st, _) = shared
+                .changed
+                .wait_timeout_while(st, WAIT, |s| Some(s.version) == since)
+                .expect("no panics while held");
+            let body = serde_json::json!({"version": st.version}).to_string();
+            reply(body.into_bytes(), 200, "application/json")
+        }
+        _ => {
+            let name = path.trim_start_matches('/');
+            let last_good =
+                Arc::clone(&shared.state.lock().expect("no panics while held").last_good);
+            match last_good.files.get(name) {
+                Some(body) if name.ends_with(".html") => {
+                    reply(body.clone(), 200, "text/html; charset=utf-8")
+                }
+                Some(body) => reply(body.clone(), 200, "text/plain; charset=utf-8"),
+                None => reply(b"not found".to_vec(), 404, "text/plain; charset=utf-8"),
+            }
+        }
+    };
+    // The page may be gone (reloaded, closed): nothing to do about it.
+    let _ = request.respond(response);
+}

@@ -1,0 +1,246 @@
+//! `letterpress serve`: the gallery over HTTP on 127.0.0.1 only, rendered
+//! again when the files change, with a template error shown on the page and
+//! the preview back once the file is fixed.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::browser::Browser;
+use crate::common::*;
+
+/// A running `letterpress serve`, stopped when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    banner: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(template: &Path, csv: &Path) -> Server {
+    let mut child = letterpress()
+        .args(["serve", "--port", "0"])
+        .arg(template)
+        .arg(csv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let port = banner
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"));
+    Server {
+        child,
+        port,
+        banner,
+    }
+}
+
+/// GET `path` from 127.0.0.1:`port`: (status, body).
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// Waits until GET `path` has a body satisfying `ok`.
+fn wait_for_body(port: u16, path: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = get(port, path);
+        if ok(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn campaign(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let t = write(dir, "t.mjml", SMALL_TEMPLATE);
+    let csv = write(
+        dir,
+        "r.csv",
+        "email,name\nann@example.org,Ann\nbob@example.org,Bob\n",
+    );
+    (t, csv)
+}
+
+#[test]
+fn serve_follows_edits_and_shows_a_template_error_until_it_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv) = campaign(dir.path());
+    let server = serve(&t, &csv);
+    let port = server.port;
+
+    let (status, page) = get(port, "/");
+    assert_eq!(status, 200);
+    assert!(page.contains("<script src=\"manifest.js\"></script>"));
+    let data = wait_for_body(port, "/manifest.js", "the first render", |b| {
+        b.contains("Hello Ann")
+    });
+    assert!(data.contains("\"error\":null"), "{data}");
+    let (_, letter) = get(port, "/0001-ann_example.org.html");
+    assert!(letter.contains("Dear Ann,"), "{letter}");
+    assert_eq!(get(port, "/../../etc/passwd").0, 404);
+
+    // An edit to the template: the served letters follow.
+    write(
+        dir.path(),
+        "t.mjml",
+        SMALL_TEMPLATE.replace("Dear", "Dearest"),
+    );
+    wait_for_body(port, "/0001-ann_example.org.html", "the edit", |b| {
+        b.contains("Dearest Ann,")
+    });
+    // An edit to the contacts, too.
+    write(dir.path(), "r.csv", "email,name\nann@example.org,Annabel\n");
+    wait_for_body(port, "/manifest.js", "the new contact", |b| {
+        b.contains("Hello Annabel")
+    });
+
+    // A broken template: the error, with its line, instead of a dead server.
+    write(
+        dir.path(),
+        "t.mjml",
+        SMALL_TEMPLATE.replace("Dear {{name}},", "Dear {{name},"),
+    );
+    let data = wait_for_body(port, "/manifest.js", "the error", |b| {
+        !b.contains("\"error\":null")
+    });
+    let line = SMALL_TEMPLATE
+        .lines()
+        .position(|l| l.contains("Dear"))
+        .unwrap()
+        + 1;
+    assert!(data.contains(&format!("t.mjml:{line}:")), "{data}");
+    assert_eq!(get(port, "/").0, 200);
+
+    // Fixed: the preview is back.
+    write(
+        dir.path(),
+        "t.mjml",
+        SMALL_TEMPLATE.replace("Dear", "Dear dear"),
+    );
+    wait_for_body(port, "/0001-ann_example.org.html", "the fix", |b| {
+        b.contains("Dear dear Annabel,")
+    });
+    assert!(get(port, "/manifest.js").1.contains("\"error\":null"));
+}
+
+#[test]
+fn serve_listens_on_127_0_0_1_only_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv) = campaign(dir.path());
+    let server = serve(&t, &csv);
+    assert!(
+        server.banner.contains("127.0.0.1 only"),
+        "{}",
+        server.banner
+    );
+    assert!(TcpStream::connect(("127.0.0.1", server.port)).is_ok());
+    // Another loopback address of this machine: nothing listens there.
+    let other = TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 2], server.port)),
+        Duration::from_secs(2),
+    );
+    assert!(other.is_err(), "serve must not listen beyond 127.0.0.1");
+
+    // A port in use is a clear error, not a panic.
+    let out = run(
+        &[
+            "serve",
+            "--port",
+            &server.port.to_string(),
+            t.to_str().unwrap(),
+            csv.to_str().unwrap(),
+        ],
+        None,
+    );
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("cannot listen on 127.0.0.1:"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_open_page_reloads_on_an_edit_and_shows_the_error_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv) = campaign(dir.path());
+    let server = serve(&t, &csv);
+    wait_for_body(server.port, "/manifest.js", "the first render", |b| {
+        b.contains("Hello Ann")
+    });
+    let mut b = Browser::start(1200, 900);
+    b.open(&format!("http://127.0.0.1:{}/#row=2", server.port));
+    b.wait_for(
+        "document.getElementById('headers').innerText.includes('Hello Bob')",
+        "Bob's letter",
+    );
+
+    write(
+        dir.path(),
+        "t.mjml",
+        SMALL_TEMPLATE.replace("Subject: Hello", "Subject: Shalom"),
+    );
+    b.wait_for(
+        "document.getElementById('headers').innerText.includes('Shalom Bob')",
+        "the page to reload with the edit, on the same letter",
+    );
+
+    write(
+        dir.path(),
+        "t.mjml",
+        SMALL_TEMPLATE.replace("{{name}},", "{{name},"),
+    );
+    let line = SMALL_TEMPLATE
+        .lines()
+        .position(|l| l.contains("Dear"))
+        .unwrap()
+        + 1;
+    b.wait_for(
+        &format!(
+            "!document.getElementById('error').hidden && \
+             document.getElementById('error').textContent.includes('t.mjml:{line}:')"
+        ),
+        "the template error on the page",
+    );
+
+    write(dir.path(), "t.mjml", SMALL_TEMPLATE);
+    b.wait_for(
+        "document.getElementById('error').hidden && \
+         document.getElementById('headers').innerText.includes('Hello Bob')",
+        "the preview to come back",
+    );
+}
