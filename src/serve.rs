@@ -185,6 +185,25 @@ pub fn serve(config: &ServeConfig) -> Result<u8> {
     Ok(crate::exit::OK)
 }
 
+/// Whether the request names this machine in its `Host` header. A web page
+/// elsewhere could otherwise point a name of its own at 127.0.0.1 (DNS
+/// rebinding) and read the letters, addresses and all, through the browser.
+fn local_host(request: &tiny_http::Request) -> bool {
+    let Some(host) = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Host"))
+        .map(|h| h.value.as_str())
+    else {
+        return false;
+    };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(name, "127.0.0.1" | "localhost")
+}
+
 fn respond(request: tiny_http::Request, shared: &Shared) {
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
@@ -197,6 +216,11 @@ fn respond(request: tiny_http::Request, shared: &Shared) {
             )
     };
     let response = match path {
+        _ if !local_host(&request) => reply(
+            b"this server answers only requests addressed to 127.0.0.1 or localhost".to_vec(),
+            403,
+            "text/plain; charset=utf-8",
+        ),
         "/" | "/index.html" => reply(
             gallery::page().into_bytes(),
             200,

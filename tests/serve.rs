@@ -54,11 +54,16 @@ fn serve(template: &Path, csv: &Path) -> Server {
 
 /// GET `path` from 127.0.0.1:`port`: (status, body).
 fn get(port: u16, path: &str) -> (u16, String) {
+    get_as(port, path, &format!("127.0.0.1:{port}"))
+}
+
+/// GET `path` from 127.0.0.1:`port` with this `Host` header.
+fn get_as(port: u16, path: &str, host: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -174,6 +179,15 @@ fn serve_listens_on_127_0_0_1_only_and_says_so() {
         Duration::from_secs(2),
     );
     assert!(other.is_err(), "serve must not listen beyond 127.0.0.1");
+    // A request for another host name (a DNS-rebinding page) is refused.
+    assert_eq!(
+        get_as(server.port, "/manifest.js", "evil.example:8025").0,
+        403
+    );
+    assert_eq!(
+        get_as(server.port, "/", &format!("localhost:{}", server.port)).0,
+        200
+    );
 
     // A port in use is a clear error, not a panic.
     let out = run(
