@@ -273,6 +273,14 @@ fn gallery_10k_opens_quickly() {
         );
         let listed = t.elapsed();
         let rows = b.eval("document.querySelectorAll('#rows .row').length");
+        // In the page's own clock: the data script parsed and the list
+        // drawn (DOMContentLoaded), then the first letter's frames loaded.
+        let timing = b.eval(
+            "(() => { const n = performance.getEntriesByType('navigation')[0]; \
+             return [Math.round(n.domContentLoadedEventEnd), Math.round(n.loadEventEnd), \
+             Math.round(performance.memory ? performance.memory.usedJSHeapSize / 1e6 : 0)]; })()",
+        );
+        eprintln!("round {round}: DOMContentLoaded, load (ms), JS heap (MB): {timing}");
         let filter = b.eval(
             "(() => { const t = performance.now(); const f = document.getElementById('filter'); \
              f.value = 'cohen'; f.dispatchEvent(new Event('input')); return [performance.now() - t, \
