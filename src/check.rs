@@ -91,6 +91,12 @@ fn problem_of(e: &Error) -> Problem {
     }
 }
 
+/// The warning for an address (compared without case) that an earlier row
+/// already has; the gallery shows the same words.
+pub fn duplicate_message(address: &str, row: usize, line: u64) -> String {
+    format!("`{address}` is a duplicate of row {row} (line {line}); it will be sent once")
+}
+
 /// Checks `template` against `recipients` and reports every problem found.
 pub fn check(template: &Path, recipients: &str, delimiter: Option<u8>) -> CheckReport {
     let mut report = CheckReport::default();
@@ -181,10 +187,7 @@ pub fn check(template: &Path, recipients: &str, delimiter: Option<u8>) -> CheckR
                         Problem::new(
                             Severity::Warning,
                             csv.clone(),
-                            format!(
-                                "`{}` is a duplicate of row {row} (line {line}); it will be sent once",
-                                letter.parts.to.address
-                            ),
+                            duplicate_message(&letter.parts.to.address, *row, *line),
                         )
                         .at_line(r.line)
                         .at_row(r.row),

@@ -5,6 +5,7 @@
 //! `window.LETTERPRESS`, not JSON. This module writes both; it does not
 //! render letters (the run hands it each [`Outcome`]).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -95,10 +96,16 @@ struct Entry<'a> {
 /// no memory here (the same streaming as [`crate::run::Manifest`]). Unlike
 /// `manifest.json`, rejected rows stay in row order with the letters: the
 /// gallery lists every recipient.
+///
+/// It also gives each letter the warning `letterpress check` gives a
+/// duplicate address, so it keeps one entry per address seen (about 50
+/// bytes each: 50 MB for a million rows).
 pub struct GalleryData<W: Write> {
     out: W,
     path: PathBuf,
     first: bool,
+    /// Lower-cased address -> (row, line) of its first letter.
+    seen: HashMap<String, (usize, u64)>,
 }
 
 impl<W: Write> GalleryData<W> {
@@ -114,6 +121,7 @@ impl<W: Write> GalleryData<W> {
             out,
             path,
             first: true,
+            seen: HashMap::new(),
         };
         r.map_err(|e| g.err(e))?;
         Ok(g)
@@ -153,7 +161,22 @@ impl<W: Write> GalleryData<W> {
                 subject: &letter.parts.subject,
                 files: Some(&delivered.files),
                 sizes: Some(&delivered.sizes),
-                warnings: letter.warnings.iter().map(|w| w.message.clone()).collect(),
+                warnings: {
+                    let mut w: Vec<String> =
+                        letter.warnings.iter().map(|w| w.message.clone()).collect();
+                    let key = letter.parts.to.address.to_ascii_lowercase();
+                    match self.seen.get(&key) {
+                        Some(&(row, line)) => w.push(crate::check::duplicate_message(
+                            &letter.parts.to.address,
+                            row,
+                            line,
+                        )),
+                        None => {
+                            self.seen.insert(key, (letter.row, letter.line));
+                        }
+                    }
+                    w
+                },
                 headers: headers(&letter.parts, stamp),
                 rejected: None,
             },

@@ -71,13 +71,13 @@ fn render_writes_the_gallery_and_format_can_leave_it_out() {
 }
 
 #[test]
-fn rejected_rows_are_listed_in_the_gallery_in_row_order() {
+fn rejected_rows_and_duplicates_are_listed_in_the_gallery_in_row_order() {
     let dir = tempfile::tempdir().unwrap();
     let t = write(dir.path(), "t.mjml", SMALL_TEMPLATE);
     let csv = write(
         dir.path(),
         "r.csv",
-        "email,name\nann@example.org,Ann\nnot-an-address,Bob\ncy@example.org,Cy\n",
+        "email,name\nann@example.org,Ann\nnot-an-address,Bob\ncy@example.org,Cy\nAnn@Example.org,Ann\n",
     );
     let out = dir.path().join("out");
     run(
@@ -98,7 +98,12 @@ fn rejected_rows_are_listed_in_the_gallery_in_row_order() {
         .iter()
         .map(|l| (l["row"].as_u64().unwrap(), l.get("rejected").is_some()))
         .collect();
-    assert_eq!(rows, [(1, false), (2, true), (3, false)]);
+    assert_eq!(rows, [(1, false), (2, true), (3, false), (4, false)]);
+    // The warning `check` gives a duplicate address is beside the letter.
+    assert_eq!(
+        data["letters"][3]["warnings"][0],
+        "`Ann@Example.org` is a duplicate of row 1 (line 2); it will be sent once"
+    );
 }
 
 /// Clicks the middle of the first element matching `selector` with the

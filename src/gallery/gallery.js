@@ -34,9 +34,11 @@
   var letters = data.letters;
   $("campaign").textContent = [data.template, data.recipients].filter(Boolean).join(" × ");
   if (data.summary) {
-    var s = data.summary;
+    // Warnings counted here: the list adds check's duplicate-address ones.
+    var s = data.summary, nw = 0;
+    data.letters.forEach(function (l) { nw += (l.warnings || []).length; });
     $("summary").textContent = s.rendered + " letters, " + s.rejected + " rejected, " +
-      s.warnings + " warnings" + (data.deterministic ? " (deterministic)" : "");
+      nw + " warnings" + (data.deterministic ? " (deterministic)" : "");
   }
 
   // What the filter searches, built once.
