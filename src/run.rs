@@ -54,6 +54,7 @@ impl Clock {
 #[derive(Debug)]
 pub enum Outcome {
     Done {
+        /// The letter's headers and warnings; its bodies went to the sink.
         letter: Box<Letter>,
         delivered: Delivered,
         eml_size: usize,
@@ -186,12 +187,20 @@ fn process(
         letter: &letter,
         eml: &eml,
     }) {
-        Ok(delivered) => Outcome::Done {
-            eml_size: eml.len(),
-            stamp,
-            letter: Box::new(letter),
-            delivered,
-        },
+        Ok(delivered) => {
+            // The bodies are the sink's business and are freed here, on the
+            // thread that made them: freed on the reporting thread instead,
+            // they fragment the heap and memory creeps up with the list.
+            let mut letter = letter;
+            letter.parts.html = String::new();
+            letter.parts.text = String::new();
+            Outcome::Done {
+                eml_size: eml.len(),
+                stamp,
+                letter: Box::new(letter),
+                delivered,
+            }
+        }
         Err(message) => Outcome::Rejected(
             Problem::new(Severity::Error, campaign.csv_name(), message)
                 .at_line(letter.line)
