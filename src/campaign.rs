@@ -326,18 +326,21 @@ impl Campaign {
                     format!("the {name} header would hold a line break; remove it"),
                 ));
             }
-            let column_of_address = cols
-                .iter()
-                .find(|c| {
-                    r.get(c)
-                        .is_some_and(|v| value.contains(&format!("<{v}>")) || value == *v)
-                })
-                .map(String::as_str)
-                .or(cols.iter().next().map(String::as_str));
             match name.as_str() {
                 "From" | "To" | "Reply-To" => {
-                    let m = Mailbox::parse(&value)
-                        .map_err(|e| problem(column_of_address, format!("{name}: {e}")))?;
+                    let m = Mailbox::parse(&value).map_err(|e| {
+                        // Name the column that holds the address: the one
+                        // whose value stands in the angle brackets.
+                        let column = cols
+                            .iter()
+                            .find(|c| {
+                                r.get(c).is_some_and(|v| {
+                                    value == v || value.ends_with(&format!("<{v}>"))
+                                })
+                            })
+                            .or(cols.iter().next());
+                        problem(column.map(String::as_str), format!("{name}: {e}"))
+                    })?;
                     match name.as_str() {
                         "From" => from = Some(m),
                         "To" => to = Some(m),
