@@ -143,25 +143,40 @@ pub fn file_stem(row: usize, address: &str) -> String {
     format!("{row:04}-{safe}")
 }
 
+impl Formats {
+    /// The files one letter makes in this selection, as (format, file
+    /// name, bytes), named by [`file_stem`].
+    pub fn files<'a>(&self, out: &'a Outgoing<'_>) -> Vec<(&'static str, String, &'a [u8])> {
+        let stem = file_stem(out.letter.row, &out.letter.parts.to.address);
+        let parts = &out.letter.parts;
+        [
+            ("eml", self.eml, out.eml),
+            ("html", self.html, parts.html.as_bytes()),
+            ("txt", self.txt, parts.text.as_bytes()),
+        ]
+        .into_iter()
+        .filter(|(_, on, _)| *on)
+        .map(|(ext, _, bytes)| (ext, format!("{stem}.{ext}"), bytes))
+        .collect()
+    }
+}
+
+impl Delivered {
+    /// Notes that `name` holds this letter's `ext` part of `bytes`.
+    pub fn record(&mut self, ext: &str, name: String, bytes: &[u8]) {
+        self.files.insert(ext.to_string(), name);
+        self.sizes.insert(ext.to_string(), bytes.len() as u64);
+    }
+}
+
 impl Sink for FileSink {
     fn deliver(&self, out: &Outgoing<'_>) -> std::result::Result<Delivered, String> {
-        let stem = file_stem(out.letter.row, &out.letter.parts.to.address);
         let mut d = Delivered::default();
-        let items: [(&str, bool, &[u8]); 3] = [
-            ("eml", self.formats.eml, out.eml),
-            ("html", self.formats.html, out.letter.parts.html.as_bytes()),
-            ("txt", self.formats.txt, out.letter.parts.text.as_bytes()),
-        ];
-        for (ext, on, bytes) in items {
-            if !on {
-                continue;
-            }
-            let name = format!("{stem}.{ext}");
+        for (ext, name, bytes) in self.formats.files(out) {
             debug_assert!(!name.contains(['/', '\\']));
             std::fs::write(self.dir.join(&name), bytes)
                 .map_err(|e| format!("cannot write {}: {e}", self.dir.join(&name).display()))?;
-            d.files.insert(ext.to_string(), name);
-            d.sizes.insert(ext.to_string(), bytes.len() as u64);
+            d.record(ext, name, bytes);
         }
         Ok(d)
     }

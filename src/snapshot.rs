@@ -210,17 +210,8 @@ impl Sink for SnapshotSink<'_> {
     fn deliver(&self, out: &Outgoing<'_>) -> std::result::Result<Delivered, String> {
         let stem = file_stem(out.letter.row, &out.letter.parts.to.address);
         let mut d = Delivered::default();
-        let items: [(&str, bool, &[u8]); 3] = [
-            ("eml", self.formats.eml, out.eml),
-            ("html", self.formats.html, out.letter.parts.html.as_bytes()),
-            ("txt", self.formats.txt, out.letter.parts.text.as_bytes()),
-        ];
         let (mut present, mut differ) = (0, Vec::new());
-        for (ext, on, bytes) in items {
-            if !on {
-                continue;
-            }
-            let name = format!("{stem}.{ext}");
+        for (ext, name, bytes) in self.formats.files(out) {
             match self.read(&name)? {
                 Some(old) => {
                     present += 1;
@@ -230,8 +221,7 @@ impl Sink for SnapshotSink<'_> {
                 }
                 None => differ.push(name.clone()),
             }
-            d.files.insert(ext.to_string(), name);
-            d.sizes.insert(ext.to_string(), bytes.len() as u64);
+            d.record(ext, name, bytes);
         }
         let change = if present == 0 {
             Change::Added
