@@ -33,6 +33,13 @@ pub enum Command {
     /// template, its .txt part or the contacts change; the open page reloads.
     #[command(after_help = crate::exit::HELP)]
     Serve(ServeArgs),
+    /// Send one letter per contact over SMTP, journalled so that a re-run
+    /// resumes without sending anyone the letter twice.
+    #[command(after_help = crate::exit::HELP)]
+    Send(Box<SendArgs>),
+    /// Print the counts of a send journal (and write the failed rows).
+    #[command(after_help = crate::exit::HELP)]
+    Status(StatusArgs),
 }
 
 /// Where the letters come from: shared by every command.
@@ -104,6 +111,109 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub input: Input,
     /// Print the report as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub input: Input,
+    /// The server: smtp://host:port (plain, for test servers on this
+    /// machine), smtp://host:port?tls=required (STARTTLS), smtps://host:465
+    /// (implicit TLS). An AUTH user may stand before the host (user@host);
+    /// the password comes from LETTERPRESS_SMTP_PASSWORD or a prompt.
+    #[arg(long, value_name = "URL")]
+    pub smtp: String,
+    /// The AUTH user (instead of user@ in the URL).
+    #[arg(long, value_name = "USER")]
+    pub smtp_user: Option<String>,
+    /// Also trust this CA certificate (PEM), e.g. a test server's.
+    #[arg(long, value_name = "FILE")]
+    pub smtp_ca: Option<PathBuf>,
+    /// The name to give in EHLO (default: the From domain).
+    #[arg(long, value_name = "NAME")]
+    pub helo: Option<String>,
+    /// Connections to the server at once, each reused across messages.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    /// At most this many messages per second or minute: 100/s, 600/m.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<String>,
+    /// How often a 4xx reply is retried (on a fresh connection, with
+    /// exponential backoff and jitter) before the recipient counts as failed.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
+    /// The first backoff before a retry; it doubles each time: 1s, 500ms.
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    pub retry_delay: String,
+    /// The limit on every SMTP step (connect, greeting, each command, the
+    /// message): 30s, 500ms.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub timeout: String,
+    /// The journal (default: next to the contact list, named after the
+    /// template: TEMPLATE.journal.sqlite, or TEMPLATE.rehearsal.journal.sqlite
+    /// with --redirect-to).
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+    /// fsync the journal on every write (safe against power loss, slower);
+    /// the default is safe against the process dying.
+    #[arg(long)]
+    pub journal_sync: bool,
+    /// Also send to recipients whose earlier delivery is ambiguous (the
+    /// server may already have the letter).
+    #[arg(long)]
+    pub resend_ambiguous: bool,
+    /// Also send to recipients that failed in an earlier run.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Go on although the template or a recipient's data changed since the
+    /// journal was written (accepted recipients are still never resent).
+    #[arg(long)]
+    pub force: bool,
+    /// Write the rows that failed (with the SMTP code and reply) to this
+    /// CSV file at the end, to fix and send again.
+    #[arg(long, value_name = "FILE")]
+    pub failed_csv: Option<PathBuf>,
+    /// Do everything (render, sign, plan against the journal) but talk to
+    /// the server; the journal is not changed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Send to the first N recipients not yet done (a canary).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Rehearsal: every message goes to this one address (headers
+    /// unchanged, envelope recipient replaced), with its own journal.
+    #[arg(long, value_name = "ADDRESS")]
+    pub redirect_to: Option<String>,
+    /// Sign with this DKIM private key (PEM RSA or Ed25519, or a base64
+    /// Ed25519 seed); needs --dkim-selector and --dkim-domain.
+    #[arg(long, value_name = "FILE", requires_all = ["dkim_selector", "dkim_domain"])]
+    pub dkim_key: Option<PathBuf>,
+    #[arg(long, value_name = "S", requires = "dkim_key")]
+    pub dkim_selector: Option<String>,
+    #[arg(long, value_name = "D", requires = "dkim_key")]
+    pub dkim_domain: Option<String>,
+    /// Date from SOURCE_DATE_EPOCH (0 if unset), Message-ID from a hash, as
+    /// in render.
+    #[arg(long)]
+    pub deterministic: bool,
+    /// Print nothing but errors (and failures).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the summary as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The journal of a send.
+    pub journal: PathBuf,
+    /// Write the failed rows with the SMTP code and reply to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub failed_csv: Option<PathBuf>,
+    /// Print the counts as JSON.
     #[arg(long)]
     pub json: bool,
 }

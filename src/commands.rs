@@ -5,8 +5,8 @@
 use std::io::Write;
 
 use crate::campaign::Campaign;
-use crate::cli::{CheckArgs, Cli, Command};
-use crate::config::{Env, RenderConfig, ServeConfig, Source};
+use crate::cli::{CheckArgs, Cli, Command, StatusArgs};
+use crate::config::{Env, RenderConfig, SendConfig, ServeConfig, Source};
 use crate::error::{Error, Result};
 use crate::gallery::GalleryData;
 use crate::recipients::Recipients;
@@ -20,6 +20,8 @@ pub fn main(cli: Cli, env: &Env) -> u8 {
         Command::Render(args) => RenderConfig::new(&args, env).and_then(|c| render(&c)),
         Command::Check(args) => check(&args),
         Command::Serve(args) => ServeConfig::new(&args, env).and_then(|c| crate::serve::serve(&c)),
+        Command::Send(args) => SendConfig::new(&args, env).and_then(|c| send(&c)),
+        Command::Status(args) => status(&args),
     };
     match result {
         Ok(code) => code,
@@ -178,4 +180,302 @@ pub fn check(args: &CheckArgs) -> Result<u8> {
         );
     }
     Ok(report.exit_code())
+}
+
+/// Opens the list again for each pass of `send`; standard input is read
+/// once and kept, since it cannot be read twice.
+fn reopener(source: &Source) -> Result<impl Fn() -> Result<Recipients> + '_> {
+    let stdin = if source.recipients == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| Error::Read {
+            path: "<stdin>".into(),
+            source: e,
+        })?;
+        Some(std::sync::Arc::new(buf))
+    } else {
+        None
+    };
+    Ok(move || match &stdin {
+        Some(bytes) => Recipients::from_reader(
+            "<stdin>".into(),
+            Box::new(std::io::Cursor::new(bytes.as_ref().clone())),
+            source.delimiter,
+        ),
+        None => Recipients::open(&source.recipients, source.delimiter),
+    })
+}
+
+fn send_bar(config: &SendConfig) -> indicatif::ProgressBar {
+    if !config.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} sending [{bar:30}] {pos}/{len} {msg} {per_sec} (eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// `letterpress send`.
+pub fn send(config: &SendConfig) -> Result<u8> {
+    use crate::send::{Event, Target};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let reopen = reopener(&config.source)?;
+    let template = TemplateFile::load(&config.source.template)?;
+    let first = reopen()?;
+    let csv_name = first.name().to_string();
+    let campaign = Campaign::compile(template, first.columns(), &csv_name)?;
+    // The safety net of render: a few rows merged both ways; and the EHLO
+    // name defaults to the From domain.
+    let mut helo = config.helo.clone();
+    {
+        let mut r = first;
+        let mut n = 0;
+        while n < 3 {
+            match r.next_row()? {
+                Some(Ok(row)) => {
+                    campaign.verify(&row)?;
+                    if helo.is_none() {
+                        helo = campaign
+                            .render(&row)
+                            .ok()
+                            .map(|l| l.parts.from.domain().to_string());
+                    }
+                    n += 1;
+                }
+                Some(Err(_)) => {}
+                None => break,
+            }
+        }
+    }
+    let signer = match &config.dkim {
+        Some((path, selector, domain)) => {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+            })?;
+            Some(
+                crate::dkim::Signer::new(&text, selector, domain).map_err(|message| {
+                    Error::Dkim {
+                        path: path.clone(),
+                        message,
+                    }
+                })?,
+            )
+        }
+        None => None,
+    };
+    let journal =
+        crate::journal::Journal::open(&config.journal, config.dry_run, config.journal_sync)?;
+    let sink = if config.dry_run {
+        None
+    } else {
+        let password = match (&config.user, &config.password) {
+            (Some(_), Some(p)) => Some(p.clone()),
+            (Some(user), None) if config.can_prompt => {
+                let p = rpassword::prompt_password(format!(
+                    "SMTP password for {user} at {}: ",
+                    config.smtp.host
+                ))
+                .map_err(|e| Error::Usage(format!("cannot read the password: {e}")))?;
+                Some(crate::config::Secret::new(p))
+            }
+            (Some(user), None) => {
+                return Err(Error::Usage(format!(
+                    "the SMTP user `{user}` needs a password: set {} (standard input is \
+                     not a terminal, so letterpress cannot ask)",
+                    crate::config::PASSWORD_VAR
+                )))
+            }
+            (None, _) => None,
+        };
+        let ca = match &config.ca {
+            Some(p) => Some(std::fs::read(p).map_err(|source| Error::Read {
+                path: p.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        Some(crate::smtp::SmtpSink::open(crate::smtp::SmtpOptions {
+            server: config.smtp.clone(),
+            user: config.user.clone(),
+            password,
+            ca,
+            helo: helo.unwrap_or_else(|| "localhost".into()),
+            timeout: config.timeout,
+        })?)
+    };
+    let target = match &sink {
+        Some(s) => Target::Smtp(s),
+        None => Target::DryRun,
+    };
+
+    // Ctrl-C (or SIGTERM): stop taking recipients, finish those in flight.
+    // A second one exits at once (in-flight ones are then ambiguous).
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(
+            sig,
+            crate::exit::INTERRUPTED as i32,
+            Arc::clone(&stop),
+        );
+        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+    }
+
+    let bar = send_bar(config);
+    let quiet = config.quiet;
+    let errors = AtomicUsize::new(0);
+    let on_event = |e: Event<'_>| match e {
+        Event::Progress => bar.inc(1),
+        Event::Problem(p) => {
+            if p.severity == crate::report::Severity::Error {
+                let n = errors.fetch_add(1, Ordering::Relaxed) + 1;
+                bar.set_message(format!("({n} failed)"));
+            } else if quiet {
+                return;
+            }
+            bar.suspend(|| eprintln!("{p}"));
+        }
+    };
+    let result = crate::send::send(
+        &campaign,
+        &reopen,
+        &journal,
+        target,
+        signer.as_ref(),
+        &config.options,
+        &stop,
+        &on_event,
+        &mut |plan| bar.set_length(plan.planned as u64),
+    );
+    bar.finish_and_clear();
+    let summary = result?;
+    if let Some(path) = &config.failed_csv {
+        write_failed_csv(&journal, path)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if config.json {
+        let _ = serde_json::to_writer_pretty(&mut out, &summary);
+        let _ = writeln!(out);
+    } else if !config.quiet || summary.exit_code() != 0 {
+        let verb = if summary.dry_run {
+            "would send"
+        } else {
+            "sent"
+        };
+        let rate = summary.accepted as f64 / summary.seconds.max(1e-9);
+        let _ = writeln!(
+            out,
+            "{verb} {} of {} letters in {:.2} s ({rate:.0}/s): {} failed, {} ambiguous, {} \
+             deferred, {} not attempted; skipped {} already accepted, {} ambiguous, {} failed \
+             earlier, {} duplicates, {} rejected rows{}; journal {}",
+            summary.accepted,
+            summary.planned,
+            summary.seconds,
+            summary.failed,
+            summary.ambiguous,
+            summary.deferred,
+            summary.not_attempted,
+            summary.already_accepted,
+            summary.skipped_ambiguous,
+            summary.skipped_failed,
+            summary.duplicates,
+            summary.rejected,
+            if summary.held_back > 0 {
+                format!(", {} held back by --limit", summary.held_back)
+            } else {
+                String::new()
+            },
+            summary.journal,
+        );
+    }
+    if summary.interrupted {
+        eprintln!("letterpress: interrupted; run the same command again to resume");
+    }
+    if let Some(f) = &summary.fatal {
+        eprintln!("letterpress: error: {f}; the journal is written: fix this and run the same command again to resume");
+    }
+    Ok(summary.exit_code())
+}
+
+/// Writes the failed rows of `journal`: the list's columns, then
+/// `smtp_code` and `smtp_reply`.
+fn write_failed_csv(journal: &crate::journal::Journal, path: &std::path::Path) -> Result<()> {
+    let err = |e: csv::Error| Error::Write {
+        path: path.into(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let columns: Vec<String> = journal
+        .meta("columns")?
+        .and_then(|c| serde_json::from_str(&c).ok())
+        .unwrap_or_default();
+    let rows = journal.rows_in(&[crate::journal::State::Failed])?;
+    let mut w = csv::Writer::from_path(path).map_err(err)?;
+    let mut head = columns.clone();
+    head.extend(["smtp_code".to_string(), "smtp_reply".to_string()]);
+    w.write_record(&head).map_err(err)?;
+    for r in rows {
+        let mut rec = r.fields.clone();
+        rec.resize(columns.len(), String::new());
+        rec.push(r.code.map(|c| c.to_string()).unwrap_or_default());
+        rec.push(r.reply.clone());
+        w.write_record(&rec).map_err(err)?;
+    }
+    w.flush().map_err(|source| Error::Write {
+        path: path.into(),
+        source,
+    })
+}
+
+/// `letterpress status`.
+pub fn status(args: &StatusArgs) -> Result<u8> {
+    if !args.journal.exists() {
+        return Err(Error::Read {
+            path: args.journal.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such journal"),
+        });
+    }
+    let journal = crate::journal::Journal::open(&args.journal, true, false)?;
+    let counts = journal.counts()?;
+    let total: usize = counts.iter().map(|(_, n)| n).sum();
+    if let Some(path) = &args.failed_csv {
+        write_failed_csv(&journal, path)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut m = serde_json::Map::new();
+        for (s, n) in &counts {
+            m.insert(s.as_str().into(), (*n).into());
+        }
+        m.insert("total".into(), total.into());
+        for k in ["template", "recipients", "redirect_to"] {
+            if let Some(v) = journal.meta(k)? {
+                m.insert(k.into(), v.into());
+            }
+        }
+        let _ = serde_json::to_writer_pretty(&mut out, &m);
+        let _ = writeln!(out);
+    } else {
+        if let (Some(t), Some(r)) = (journal.meta("template")?, journal.meta("recipients")?) {
+            let _ = writeln!(out, "{t} to {r}");
+        }
+        if let Some(r) = journal.meta("redirect_to")?.filter(|r| !r.is_empty()) {
+            let _ = writeln!(out, "rehearsal: every message went to {r}");
+        }
+        for (s, n) in &counts {
+            let _ = writeln!(out, "{:<10} {n}", s.as_str());
+        }
+        let _ = writeln!(out, "{:<10} {total}", "total");
+        let ambiguous = journal.rows_in(&[crate::journal::State::Ambiguous])?;
+        for a in ambiguous.iter().take(20) {
+            let _ = writeln!(out, "ambiguous: row {}: {}", a.row, a.reply);
+        }
+    }
+    Ok(crate::exit::OK)
 }

@@ -1,14 +1,40 @@
 //! A validated configuration, built once from the command line and the
 //! environment. This is the only module that reads the environment
-//! (`SOURCE_DATE_EPOCH`, `NO_COLOR`, whether stderr is a terminal).
+//! (`SOURCE_DATE_EPOCH`, `NO_COLOR`, whether stderr is a terminal, the SMTP
+//! password in `LETTERPRESS_SMTP_PASSWORD`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::cli::{Input, RenderArgs, ServeArgs};
+use crate::cli::{Input, RenderArgs, SendArgs, ServeArgs};
 use crate::error::{Error, Result};
 use crate::run::Clock;
 use crate::sink::Formats;
+
+/// A secret (the SMTP password) that never shows in `Debug`, logs or error
+/// messages: only [`Secret::expose`] gives the text, at the one place that
+/// needs it (AUTH).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The variable the SMTP password is read from.
+pub const PASSWORD_VAR: &str = "LETTERPRESS_SMTP_PASSWORD";
 
 /// What the environment says, read once.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +42,10 @@ pub struct Env {
     pub source_date_epoch: Option<String>,
     pub stderr_is_terminal: bool,
     pub no_color: bool,
+    /// `LETTERPRESS_SMTP_PASSWORD`, when set and not empty.
+    pub smtp_password: Option<Secret>,
+    /// Whether a password prompt can be shown (standard input is a terminal).
+    pub stdin_is_terminal: bool,
 }
 
 impl Env {
@@ -24,6 +54,11 @@ impl Env {
             source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
             stderr_is_terminal: std::io::stderr().is_terminal(),
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            smtp_password: std::env::var(PASSWORD_VAR)
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(Secret),
+            stdin_is_terminal: std::io::stdin().is_terminal(),
         }
     }
 }
@@ -135,6 +170,172 @@ impl RenderConfig {
     }
 }
 
+/// `letterpress send`, validated.
+#[derive(Debug, Clone)]
+pub struct SendConfig {
+    pub source: Source,
+    pub smtp: crate::smtp::Server,
+    pub user: Option<String>,
+    /// From the environment; `None` with a user means: ask.
+    pub password: Option<Secret>,
+    /// A password prompt can be shown.
+    pub can_prompt: bool,
+    pub ca: Option<PathBuf>,
+    pub helo: Option<String>,
+    pub timeout: std::time::Duration,
+    pub journal: PathBuf,
+    pub journal_sync: bool,
+    pub failed_csv: Option<PathBuf>,
+    pub dry_run: bool,
+    pub dkim: Option<(PathBuf, String, String)>,
+    pub options: crate::send::Options,
+    pub quiet: bool,
+    pub json: bool,
+    /// Draw a progress bar (stderr is a terminal, not --quiet, not --json).
+    pub progress: bool,
+}
+
+/// `30s`, `500ms`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .ok_or_else(|| format!("`{s}` is not a duration; write 30s, 500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}`; use ms, s or m")),
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// `100/s`, `600/m`, `5000/h` (or a bare number per second) as the time
+/// between two messages.
+pub fn parse_rate(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let (n, per) = s.split_once('/').unwrap_or((s, "s"));
+    let n: f64 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n > 0.0)
+        .ok_or_else(|| format!("--rate `{s}`: write a positive number per s, m or h: 100/s"))?;
+    let per = match per.trim() {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "--rate `{s}`: unknown unit `{other}`; use s, m or h"
+            ))
+        }
+    };
+    Ok(std::time::Duration::from_secs_f64(per / n))
+}
+
+impl SendConfig {
+    pub fn new(args: &SendArgs, env: &Env) -> Result<SendConfig> {
+        let usage = Error::Usage;
+        let source = Source::from_args(&args.input)?;
+        let smtp = crate::smtp::Server::parse(&args.smtp).map_err(usage)?;
+        let user = match (&args.smtp_user, &smtp.user) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(usage(format!(
+                    "--smtp-user `{a}` and the user `{b}` in --smtp disagree; give one"
+                )))
+            }
+            (Some(u), _) | (None, Some(u)) => Some(u.clone()),
+            (None, None) => None,
+        };
+        if args.concurrency == 0 || args.concurrency > 256 {
+            return Err(usage("--concurrency takes 1 to 256".into()));
+        }
+        if args.limit == Some(0) {
+            return Err(usage("--limit takes 1 or more".into()));
+        }
+        let interval = args
+            .rate
+            .as_deref()
+            .map(parse_rate)
+            .transpose()
+            .map_err(usage)?;
+        let timeout = parse_duration(&args.timeout).map_err(|m| usage(format!("--timeout {m}")))?;
+        if timeout.is_zero() {
+            return Err(usage("--timeout must be more than 0".into()));
+        }
+        let retry_delay =
+            parse_duration(&args.retry_delay).map_err(|m| usage(format!("--retry-delay {m}")))?;
+        if let Some(r) = &args.redirect_to {
+            crate::message::validate_address(r)
+                .map_err(|m| usage(format!("--redirect-to: {m}")))?;
+        }
+        let journal = match &args.journal {
+            Some(p) => p.clone(),
+            None => {
+                let stem = source
+                    .template
+                    .file_stem()
+                    .map_or("campaign".into(), |s| s.to_string_lossy().into_owned());
+                let dir = if source.recipients == "-" {
+                    PathBuf::from(".")
+                } else {
+                    std::path::Path::new(&source.recipients)
+                        .parent()
+                        .map(PathBuf::from)
+                        .unwrap_or_default()
+                };
+                let kind = if args.redirect_to.is_some() {
+                    "rehearsal.journal"
+                } else {
+                    "journal"
+                };
+                dir.join(format!("{stem}.{kind}.sqlite"))
+            }
+        };
+        let dkim = match (&args.dkim_key, &args.dkim_selector, &args.dkim_domain) {
+            (Some(k), Some(s), Some(d)) => Some((k.clone(), s.clone(), d.clone())),
+            _ => None,
+        };
+        Ok(SendConfig {
+            source,
+            smtp,
+            user,
+            password: env.smtp_password.clone(),
+            can_prompt: env.stdin_is_terminal,
+            ca: args.smtp_ca.clone(),
+            helo: args.helo.clone(),
+            timeout,
+            journal,
+            journal_sync: args.journal_sync,
+            failed_csv: args.failed_csv.clone(),
+            dry_run: args.dry_run,
+            dkim,
+            options: crate::send::Options {
+                concurrency: args.concurrency,
+                interval,
+                retries: args.retries,
+                retry_delay,
+                resend_ambiguous: args.resend_ambiguous,
+                retry_failed: args.retry_failed,
+                force: args.force,
+                limit: args.limit,
+                redirect_to: args.redirect_to.clone(),
+                clock: clock(env, args.deterministic)?,
+            },
+            quiet: args.quiet,
+            json: args.json,
+            progress: env.stderr_is_terminal && !args.quiet && !args.json,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +391,59 @@ mod tests {
         assert_eq!(Source::from_args(&a.input).unwrap().delimiter, Some(b'\t'));
         let a = render_args(&["lp", "render", "--delimiter", ";;", "t", "r"]);
         assert!(Source::from_args(&a.input).is_err());
+    }
+
+    fn send_args(argv: &[&str]) -> SendArgs {
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Send(a) => *a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn send_config_defaults_and_password() {
+        let a = send_args(&[
+            "lp",
+            "send",
+            "t/news.mjml",
+            "lists/r.csv",
+            "--smtp",
+            "smtp://127.0.0.1:2525",
+        ]);
+        let env = Env {
+            smtp_password: Some(Secret::new("hunter2".into())),
+            ..Env::default()
+        };
+        let c = SendConfig::new(&a, &env).unwrap();
+        assert_eq!(c.journal, PathBuf::from("lists/news.journal.sqlite"));
+        assert_eq!(c.options.concurrency, 4);
+        assert_eq!(c.options.retries, 5);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let a = send_args(&[
+            "lp",
+            "send",
+            "t.mjml",
+            "r.csv",
+            "--smtp",
+            "smtp://h",
+            "--redirect-to",
+            "me@x.org",
+        ]);
+        assert_eq!(
+            SendConfig::new(&a, &Env::default()).unwrap().journal,
+            PathBuf::from("t.rehearsal.journal.sqlite")
+        );
+    }
+
+    #[test]
+    fn durations_and_rates() {
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        assert_eq!(parse_duration("2").unwrap().as_secs(), 2);
+        assert_eq!(parse_duration("1m").unwrap().as_secs(), 60);
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_rate("100/s").unwrap().as_millis(), 10);
+        assert_eq!(parse_rate("600/m").unwrap().as_millis(), 100);
+        assert!(parse_rate("0/s").is_err());
+        assert!(parse_rate("5/d").is_err());
     }
 }

@@ -77,6 +77,20 @@ pub enum Error {
 
     #[error("{0}")]
     Usage(String),
+
+    #[error("journal {path}: {message}")]
+    Journal { path: PathBuf, message: String },
+
+    #[error("journal {path}: {message}")]
+    Changed { path: PathBuf, message: String },
+
+    /// The SMTP server cannot be used: unreachable, TLS, AUTH. Never holds
+    /// the password.
+    #[error("{message}")]
+    Smtp { message: String },
+
+    #[error("DKIM key {path}: {message}")]
+    Dkim { path: PathBuf, message: String },
 }
 
 impl Error {

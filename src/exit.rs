@@ -13,11 +13,18 @@ pub const ROWS_REJECTED: u8 = 3;
 /// `render --check`: the fresh render differs from the snapshot folder.
 pub const SNAPSHOT_DIFFERS: u8 = 4;
 
+/// `send` was interrupted (Ctrl-C): the messages in flight were finished
+/// and the journal written; run the same command again to resume.
+pub const INTERRUPTED: u8 = 130;
+
 /// The text for `--help`.
 pub const HELP: &str = "\
 Exit codes:
   0  all well
   1  fatal: nothing was done (template error, unreadable file, output folder in the way)
   2  usage: the command line is wrong
-  3  finished, but some rows were rejected (each is reported with its CSV line)
-  4  render --check: some letter differs from the snapshot folder (or was added or removed)";
+  3  finished, but some rows were rejected (each is reported with its CSV line);
+     for send: some recipients failed, are ambiguous or were rejected
+     (see `letterpress status JOURNAL`)
+  4  render --check: some letter differs from the snapshot folder (or was added or removed)
+  130  send was interrupted (Ctrl-C); run the same command again to resume";

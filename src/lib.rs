@@ -8,21 +8,28 @@
 //! [`commands`]. `campaign` and `message` do no I/O and never read the
 //! clock. After `run`: [`gallery`] (the preview page and its data),
 //! [`snapshot`] (`render --check`) and [`serve`] (the live preview).
+//! Sending: [`message`] -> [`dkim`] (signing) -> [`smtp`] (the SMTP
+//! sink, the only home of tokio) with [`journal`] (SQLite) -> [`send`]
+//! (plan, then deliver).
 
 pub mod campaign;
 pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dkim;
 pub mod error;
 pub mod exit;
 pub mod gallery;
+pub mod journal;
 pub mod message;
 pub mod recipients;
 pub mod report;
 pub mod run;
+pub mod send;
 pub mod serve;
 pub mod sink;
+pub mod smtp;
 pub mod snapshot;
 pub mod template;
 pub mod text;

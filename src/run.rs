@@ -30,7 +30,7 @@ pub enum Clock {
 impl Clock {
     /// The stamp for one letter. The system date is read once per run, so
     /// every letter of a run carries the same Date.
-    fn stamp(&self, now: i64, letter: &Letter) -> Stamp {
+    pub(crate) fn stamp(&self, now: i64, letter: &Letter) -> Stamp {
         match self {
             Clock::Fixed(date) => Stamp {
                 date: *date,
