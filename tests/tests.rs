@@ -2,10 +2,12 @@
 //! helpers in `common`. They run the real `letterpress` binary.
 
 mod common;
+mod servers;
 
 mod browser;
 mod check;
 mod gallery;
 mod render;
+mod send;
 mod serve;
 mod snapshot;

@@ -1,0 +1,826 @@
+//! `letterpress send` and `letterpress status` against real SMTP servers on
+//! 127.0.0.1 (smtp-sink, aiosmtpd) and a scripted one for faults on cue.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::servers::*;
+
+/// A campaign in a temporary folder: the small template and `rows`
+/// contacts `person{i}@example.org`. The journal lands next to the list.
+struct Camp {
+    dir: tempfile::TempDir,
+}
+
+impl Camp {
+    fn new(rows: usize) -> Camp {
+        let mut csv = String::from("email,name\n");
+        for i in 1..=rows {
+            csv.push_str(&format!("person{i}@example.org,Person {i}\n"));
+        }
+        Camp::with_csv(&csv)
+    }
+
+    fn with_csv(csv: &str) -> Camp {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "news.mjml", SMALL_TEMPLATE);
+        write(dir.path(), "list.csv", csv);
+        Camp { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn journal(&self) -> PathBuf {
+        self.path("news.journal.sqlite")
+    }
+
+    fn args(&self, url: &str, extra: &[&str]) -> Vec<String> {
+        let mut a = vec![
+            "send".to_string(),
+            self.path("news.mjml").display().to_string(),
+            self.path("list.csv").display().to_string(),
+            "--smtp".into(),
+            url.into(),
+            "--retry-delay".into(),
+            "10ms".into(),
+            "--timeout".into(),
+            "2s".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    }
+
+    fn send(&self, url: &str, extra: &[&str]) -> Output {
+        run(&self.args(url, extra), None)
+    }
+
+    fn status(&self, extra: &[&str]) -> Output {
+        let mut a = vec!["status".to_string(), self.journal().display().to_string()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        run(&a, None)
+    }
+}
+
+/// The counts from `status --json`.
+fn counts(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", o.stdout))
+}
+
+fn summary(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", o.stdout, o.stderr))
+}
+
+#[test]
+fn example_campaign_arrives_once_byte_equal_to_render() {
+    let sink = SmtpSink::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let tpl = example_template().display().to_string();
+    let csv = example_csv().display().to_string();
+    run(
+        &[
+            "render",
+            &tpl,
+            &csv,
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            "eml",
+            "--deterministic",
+        ],
+        None,
+    )
+    .expect_code(0);
+    let journal = dir.path().join("j.sqlite");
+    let r = run(
+        &[
+            "send",
+            &tpl,
+            &csv,
+            "--smtp",
+            &sink.url(),
+            "--deterministic",
+            "--journal",
+            journal.to_str().unwrap(),
+        ],
+        None,
+    );
+    r.expect_code(0);
+    assert!(r.stdout.contains("sent 12 of 12 letters"), "{}", r.stdout);
+    let got = sink.messages();
+    assert_eq!(got.len(), 12);
+    let rendered: Vec<(String, Vec<u8>)> = tree(&out);
+    for (name, eml) in rendered.iter().filter(|(n, _)| n.ends_with(".eml")) {
+        let eml = String::from_utf8(eml.clone())
+            .unwrap()
+            .replace("\r\n", "\n");
+        let matches = got.iter().filter(|d| d.message == eml).count();
+        assert_eq!(matches, 1, "{name} arrived {matches} times byte-equal");
+    }
+    let mut rcpts: Vec<_> = got.iter().map(|d| d.rcpt.clone()).collect();
+    rcpts.sort();
+    rcpts.dedup();
+    assert_eq!(rcpts.len(), 12);
+
+    // The same command again resumes: everyone is accepted, nobody is sent twice.
+    let again = run(
+        &[
+            "send",
+            &tpl,
+            &csv,
+            "--smtp",
+            &sink.url(),
+            "--deterministic",
+            "--journal",
+            journal.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
+    again.expect_code(0);
+    let s = summary(&again);
+    assert_eq!(s["already_accepted"], 12);
+    assert_eq!(s["accepted"], 0);
+    assert_eq!(sink.messages().len(), 12);
+    let st = run(&["status", journal.to_str().unwrap(), "--json"], None);
+    st.expect_code(0);
+    assert_eq!(counts(&st)["accepted"], 12);
+}
+
+#[test]
+fn the_bytes_on_the_wire_are_the_rendered_bytes() {
+    let server = ScriptedServer::start();
+    let c = Camp::new(2);
+    let out = c.path("out");
+    run(
+        &[
+            "render",
+            c.path("news.mjml").to_str().unwrap(),
+            c.path("list.csv").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            "eml",
+            "--deterministic",
+        ],
+        None,
+    )
+    .expect_code(0);
+    c.send(&server.url(), &["--deterministic", "--concurrency", "1"])
+        .expect_code(0);
+    let rendered: Vec<String> = tree(&out)
+        .into_iter()
+        .filter(|(n, _)| n.ends_with(".eml"))
+        .map(|(_, b)| String::from_utf8(b).unwrap())
+        .collect();
+    assert_eq!(server.bodies(), rendered);
+}
+
+#[test]
+fn status_prints_counts_in_text() {
+    let sink = SmtpSink::start(&[]);
+    let c = Camp::new(3);
+    c.send(&sink.url(), &["--quiet"]).expect_code(0);
+    let st = c.status(&[]);
+    st.expect_code(0);
+    assert!(st.stdout.contains("accepted   3"), "{}", st.stdout);
+    assert!(st.stdout.contains("total      3"), "{}", st.stdout);
+    run(&["status", "/nonexistent/j.sqlite"], None).expect_code(1);
+}
+
+#[test]
+fn dry_run_talks_to_no_server_and_writes_no_journal() {
+    let c = Camp::new(5);
+    let url = format!("smtp://127.0.0.1:{}", free_port());
+    let r = c.send(&url, &["--dry-run"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("would send 5 of 5"), "{}", r.stdout);
+    assert!(!c.journal().exists());
+}
+
+#[test]
+fn unreachable_server_stops_before_anyone_is_attempted() {
+    let c = Camp::new(5);
+    let url = format!("smtp://127.0.0.1:{}", free_port());
+    let r = c.send(&url, &[]);
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("cannot reach the SMTP server"),
+        "{}",
+        r.stderr
+    );
+    if c.journal().exists() {
+        let st = counts(&c.status(&["--json"]));
+        assert_eq!(st["inflight"], 0);
+        assert_eq!(st["accepted"], 0);
+    }
+}
+
+#[test]
+fn limit_sends_a_canary_and_redirect_replaces_only_the_envelope() {
+    let sink = SmtpSink::start(&[]);
+    let c = Camp::new(6);
+    let r = c.send(&sink.url(), &["--limit", "2", "--json"]);
+    r.expect_code(0);
+    let s = summary(&r);
+    assert_eq!(s["accepted"], 2);
+    assert_eq!(s["held_back"], 4);
+    assert_eq!(sink.messages().len(), 2);
+    // The rest follows on the next run.
+    let r = c.send(&sink.url(), &["--json"]);
+    r.expect_code(0);
+    assert_eq!(summary(&r)["accepted"], 4);
+    assert_eq!(sink.messages().len(), 6);
+
+    // A rehearsal has its own journal: it neither skips nor marks the real send.
+    let rehearsal = SmtpSink::start(&[]);
+    let r = c.send(
+        &rehearsal.url(),
+        &["--redirect-to", "me@example.org", "--json"],
+    );
+    r.expect_code(0);
+    assert_eq!(summary(&r)["accepted"], 6);
+    assert!(c.path("news.rehearsal.journal.sqlite").exists());
+    for d in rehearsal.messages() {
+        assert_eq!(d.rcpt, "me@example.org");
+        assert!(d.message.contains("\nTo: Person "), "{}", d.message);
+        assert!(!d.message.contains("me@example.org"));
+    }
+    // Mixing a rehearsal journal with a real send is refused.
+    let r = c.send(
+        &sink.url(),
+        &[
+            "--journal",
+            c.path("news.rehearsal.journal.sqlite").to_str().unwrap(),
+        ],
+    );
+    r.expect_code(1);
+    assert!(r.stderr.contains("rehearsal"), "{}", r.stderr);
+}
+
+#[test]
+fn duplicate_addresses_are_sent_once() {
+    let sink = SmtpSink::start(&[]);
+    let c = Camp::with_csv("email,name\na@example.org,A\nb@example.org,B\nA@Example.org,A again\n");
+    let r = c.send(&sink.url(), &["--json"]);
+    r.expect_code(0);
+    let s = summary(&r);
+    assert_eq!(s["duplicates"], 1);
+    assert_eq!(s["accepted"], 2);
+    assert!(r.stderr.contains("is also on row 1"), "{}", r.stderr);
+    assert_eq!(sink.messages().len(), 2);
+}
+
+#[test]
+fn header_injection_adds_no_header_and_no_recipient() {
+    let server = ScriptedServer::start();
+    let c = Camp::with_csv(
+        "email,name\n\
+         a@example.org,\"Ann\r\nBcc: evil@example.org\"\n\
+         \"b@example.org\r\nRCPT TO:<evil@example.org>\",Bob\n\
+         c@example.org,Cy\n",
+    );
+    let r = c.send(&server.url(), &["--json"]);
+    r.expect_code(3);
+    let s = summary(&r);
+    assert_eq!(s["rejected"], 2);
+    assert_eq!(s["accepted"], 1);
+    assert_eq!(server.rcpts(), vec!["<c@example.org>"]);
+    for b in server.bodies() {
+        assert!(!b.to_ascii_lowercase().contains("evil"), "{b}");
+    }
+    // A line break in a value that goes only into the body stays in the body.
+    let c = Camp::with_csv("email,name,note\nd@example.org,Dee,\"x\r\nBcc: evil@example.org\"\n");
+    std::fs::write(
+        c.path("news.mjml"),
+        SMALL_TEMPLATE.replace("Dear {{name}},", "Dear {{name}}, {{note}}"),
+    )
+    .unwrap();
+    c.send(&server.url(), &[]).expect_code(0);
+    assert_eq!(server.rcpts().last().unwrap(), "<d@example.org>");
+    assert_eq!(server.rcpts().len(), 2);
+    let body = server.bodies().last().unwrap().clone();
+    let head = body.split("\r\n\r\n").next().unwrap();
+    assert!(!head.contains("Bcc"), "{head}");
+    assert!(
+        body.contains("Bcc: evil@example.org"),
+        "the value is in the body"
+    );
+}
+
+#[test]
+fn transient_replies_are_retried_until_accepted() {
+    let server = ScriptedServer::start();
+    server
+        .on_rcpt("person1@example.org", &[Fault::Reply(Step::Rcpt, 451)])
+        .on_rcpt(
+            "person2@example.org",
+            &[Fault::Reply(Step::Data, 452), Fault::Reply(Step::Mail, 421)],
+        )
+        .on_rcpt(
+            "person3@example.org",
+            &[Fault::Reply(Step::Dot, 451), Fault::Reply(Step::Dot, 451)],
+        );
+    let c = Camp::new(4);
+    let r = c.send(&server.url(), &["--json", "--concurrency", "2"]);
+    r.expect_code(0);
+    assert_eq!(summary(&r)["accepted"], 4);
+    let mut acc = server.accepted();
+    acc.sort();
+    assert_eq!(
+        acc,
+        vec![
+            "person1@example.org",
+            "person2@example.org",
+            "person3@example.org",
+            "person4@example.org"
+        ]
+    );
+    // 4 xx gave up after --retries: failed, recorded, the run went on.
+    let server = ScriptedServer::start();
+    server.on_rcpt("person2@example.org", &[Fault::Reply(Step::Rcpt, 450); 3]);
+    let c = Camp::new(3);
+    let r = c.send(&server.url(), &["--json", "--retries", "2"]);
+    r.expect_code(3);
+    assert_eq!(summary(&r)["failed"], 1);
+    assert_eq!(server.accepted().len(), 2);
+}
+
+#[test]
+fn permanent_replies_are_recorded_and_the_run_goes_on() {
+    let server = ScriptedServer::start();
+    server
+        .on_rcpt("person2@example.org", &[Fault::Reply(Step::Rcpt, 550)])
+        .on_rcpt("person4@example.org", &[Fault::Reply(Step::Dot, 554)]);
+    let c = Camp::new(5);
+    let failed = c.path("failed.csv");
+    let r = c.send(
+        &server.url(),
+        &["--json", "--failed-csv", failed.to_str().unwrap()],
+    );
+    r.expect_code(3);
+    let s = summary(&r);
+    assert_eq!(
+        (s["accepted"].as_u64(), s["failed"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert!(r.stderr.contains("550"), "{}", r.stderr);
+    let csv = std::fs::read_to_string(&failed).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "email,name,smtp_code,smtp_reply");
+    assert!(
+        lines[1].starts_with("person2@example.org,Person 2,550,"),
+        "{csv}"
+    );
+    assert!(
+        lines[2].starts_with("person4@example.org,Person 4,554,"),
+        "{csv}"
+    );
+    assert_eq!(counts(&c.status(&["--json"]))["failed"], 2);
+    // status writes the same file.
+    let again = c.path("again.csv");
+    c.status(&["--failed-csv", again.to_str().unwrap()])
+        .expect_code(0);
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), csv);
+
+    // A re-run skips them; --retry-failed tries them again.
+    let r = c.send(&server.url(), &["--json"]);
+    r.expect_code(3);
+    assert_eq!(summary(&r)["skipped_failed"], 2);
+    assert_eq!(server.accepted().len(), 3);
+    let r = c.send(&server.url(), &["--json", "--retry-failed"]);
+    r.expect_code(0);
+    assert_eq!(summary(&r)["accepted"], 2);
+    assert_eq!(server.accepted().len(), 5);
+}
+
+#[test]
+fn stalls_are_cut_off_by_the_step_timeouts() {
+    let server = ScriptedServer::start();
+    server
+        .on_connect(Fault::Stall(Step::Greeting))
+        .on_rcpt("person2@example.org", &[Fault::Stall(Step::Data)])
+        .on_rcpt("person3@example.org", &[Fault::Stall(Step::Dot)]);
+    let c = Camp::new(3);
+    let started = Instant::now();
+    let mut a = c.args(&server.url(), &["--json", "--concurrency", "1"]);
+    let t = a.iter().position(|x| x == "2s").unwrap();
+    a[t] = "300ms".into();
+    let r = run(&a, None);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    r.expect_code(3);
+    let s = summary(&r);
+    assert_eq!(s["accepted"], 2, "{s}");
+    assert_eq!(s["ambiguous"], 1, "{s}");
+    let mut acc = server.accepted();
+    acc.sort();
+    assert_eq!(acc, vec!["person1@example.org", "person2@example.org"]);
+}
+
+#[test]
+fn a_hang_up_after_the_dot_is_ambiguous_and_not_resent_by_default() {
+    let server = ScriptedServer::start();
+    server.on_rcpt("person2@example.org", &[Fault::HangUp(Step::Dot)]);
+    let c = Camp::new(3);
+    let r = c.send(&server.url(), &["--json"]);
+    r.expect_code(3);
+    assert_eq!(summary(&r)["ambiguous"], 1);
+    assert!(r.stderr.contains("ambiguous"), "{}", r.stderr);
+    assert_eq!(counts(&c.status(&["--json"]))["ambiguous"], 1);
+    let bodies = server.bodies().len();
+    // Not resent by default: listed, exit 3.
+    let r = c.send(&server.url(), &["--json"]);
+    r.expect_code(3);
+    assert_eq!(summary(&r)["skipped_ambiguous"], 1);
+    assert!(
+        r.stderr.contains("person2@example.org is ambiguous"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(server.bodies().len(), bodies);
+    // Unless asked.
+    let r = c.send(&server.url(), &["--json", "--resend-ambiguous"]);
+    r.expect_code(0);
+    assert_eq!(
+        server
+            .accepted()
+            .iter()
+            .filter(|a| *a == "person2@example.org")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn smtp_sink_faults_soft_hard_and_hangup() {
+    // smtp-sink: -r soft error on every RCPT: retried, then failed.
+    let sink = SmtpSink::start(&["-r", "rcpt"]);
+    let c = Camp::new(2);
+    let r = c.send(&sink.url(), &["--json", "--retries", "1"]);
+    r.expect_code(3);
+    assert_eq!(summary(&r)["failed"], 2);
+    assert!(
+        r.stderr.contains("gave up after 2 attempts"),
+        "{}",
+        r.stderr
+    );
+    // -f hard error at DATA: failed at once, the run goes on.
+    let sink = SmtpSink::start(&["-f", "data"]);
+    let c = Camp::new(3);
+    let r = c.send(&sink.url(), &["--json"]);
+    r.expect_code(3);
+    assert_eq!(summary(&r)["failed"], 3);
+    // -q .: hang up after the final dot, without a reply: ambiguous.
+    let sink = SmtpSink::start(&["-q", "."]);
+    let c = Camp::new(2);
+    let r = c.send(&sink.url(), &["--json"]);
+    r.expect_code(3);
+    assert_eq!(summary(&r)["ambiguous"], 2);
+    // -Q rcpt: 421 and hang up at RCPT: retried on a fresh connection.
+    let sink = SmtpSink::start(&["-Q", "rcpt"]);
+    let c = Camp::new(1);
+    let r = c.send(&sink.url(), &["--json", "--retries", "2"]);
+    r.expect_code(3);
+    assert!(
+        r.stderr.contains("421") && r.stderr.contains("gave up after 3 attempts"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_changed_template_or_row_stops_unless_forced() {
+    let sink = SmtpSink::start(&[]);
+    let c = Camp::new(3);
+    c.send(&sink.url(), &["--limit", "1"]).expect_code(0);
+    std::fs::write(c.path("list.csv"), "email,name\nperson1@example.org,Changed\nperson2@example.org,Person 2\nperson3@example.org,Person 3\n").unwrap();
+    let r = c.send(&sink.url(), &[]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("changed"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("row 1 (person1@example.org)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sink.messages().len(), 1);
+    std::fs::write(c.path("news.mjml"), SMALL_TEMPLATE.replace("Dear", "Hi")).unwrap();
+    let r = c.send(&sink.url(), &[]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("template"), "{}", r.stderr);
+    let r = c.send(&sink.url(), &["--force", "--json"]);
+    r.expect_code(0);
+    let s = summary(&r);
+    assert_eq!(
+        (s["accepted"].as_u64(), s["already_accepted"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(sink.messages().len(), 3);
+}
+
+#[test]
+fn auth_and_starttls_with_a_test_ca() {
+    let ca = TestCa::new();
+    let server = AioSmtpd::start("starttls", &ca);
+    let c = Camp::new(2);
+    let url = format!("smtp://mailer@127.0.0.1:{}?tls=required", server.port);
+    let ca_path = ca.ca().display().to_string();
+    let env_run = |args: Vec<String>, pw: &str| {
+        run_cmd(
+            letterpress()
+                .args(&args)
+                .env("LETTERPRESS_SMTP_PASSWORD", pw),
+            None,
+        )
+    };
+    // Untrusted certificate: stops before anyone.
+    let r = env_run(c.args(&url, &[]), "s3cret pass");
+    r.expect_code(1);
+    assert!(r.stderr.contains("TLS"), "{}", r.stderr);
+    assert!(r.stderr.contains("--smtp-ca"), "{}", r.stderr);
+    // Wrong password: stops, says so, never shows a password.
+    let r = env_run(c.args(&url, &["--smtp-ca", &ca_path]), "wrong horse");
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("refused the login of `mailer`"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("wrong horse") && !r.stdout.contains("wrong horse"));
+    assert!(server.received().is_empty());
+    // No password and no terminal: a usage error naming the variable.
+    let r = run(&c.args(&url, &["--smtp-ca", &ca_path]), None);
+    r.expect_code(2);
+    assert!(
+        r.stderr.contains("LETTERPRESS_SMTP_PASSWORD"),
+        "{}",
+        r.stderr
+    );
+    // The right one.
+    let r = env_run(
+        c.args(&url, &["--smtp-ca", &ca_path, "--json"]),
+        "s3cret pass",
+    );
+    r.expect_code(0);
+    assert_eq!(summary(&r)["accepted"], 2);
+    assert_eq!(server.received().len(), 2);
+    let journal = std::fs::read(c.journal()).unwrap();
+    assert!(!String::from_utf8_lossy(&journal).contains("s3cret"));
+}
+
+#[test]
+fn implicit_tls_with_a_test_ca() {
+    let ca = TestCa::new();
+    let server = AioSmtpd::start("implicit", &ca);
+    let c = Camp::new(2);
+    let url = format!("smtps://127.0.0.1:{}", server.port);
+    let ca_path = ca.ca().display().to_string();
+    let with_pw = |args: Vec<String>| {
+        run_cmd(
+            letterpress()
+                .args(&args)
+                .env("LETTERPRESS_SMTP_PASSWORD", "s3cret pass"),
+            None,
+        )
+    };
+    let r = with_pw(c.args(&url, &["--smtp-user", "mailer"]));
+    r.expect_code(1);
+    assert!(r.stderr.contains("TLS"), "{}", r.stderr);
+    let r = with_pw(c.args(
+        &url,
+        &["--smtp-user", "mailer", "--smtp-ca", &ca_path, "--json"],
+    ));
+    r.expect_code(0);
+    assert_eq!(summary(&r)["accepted"], 2);
+    assert_eq!(server.received().len(), 2);
+}
+
+fn dkim_verifies(message: &str, dns_record: &str) -> bool {
+    let script = r#"
+import sys, dkim
+msg = open(sys.argv[1], "rb").read()
+rec = open(sys.argv[2], "rb").read()
+def dns(name, timeout=5):
+    return rec if name.startswith(b"sel._domainkey.example.org") else None
+d = dkim.DKIM(msg)
+ok = d.verify(dnsfunc=dns)
+sys.exit(0 if ok else 1)
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let m = write(dir.path(), "m.eml", message.replace('\n', "\r\n"));
+    let r = write(dir.path(), "r.txt", dns_record);
+    let s = write(dir.path(), "v.py", script);
+    let st = std::process::Command::new("python3")
+        .arg(s)
+        .arg(m)
+        .arg(r)
+        .status()
+        .unwrap();
+    st.success()
+}
+
+#[test]
+fn dkim_signatures_verify_with_dkimpy() {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import dkim, nacl"])
+        .status();
+    assert!(
+        ok.is_ok_and(|s| s.success()),
+        "dkimpy (with pynacl) is missing: run .ci/setup"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let sh = format!(
+        "set -e; cd {d}
+openssl genpkey -algorithm ed25519 -out ed.pem 2>/dev/null
+openssl pkey -in ed.pem -pubout -outform DER | tail -c 32 | base64 -w0 > ed.pub
+openssl genrsa -traditional -out rsa.pem 2048 2>/dev/null || openssl genrsa -out rsa.pem 2048 2>/dev/null
+openssl rsa -in rsa.pem -pubout -outform DER 2>/dev/null | base64 -w0 > rsa.pub"
+    );
+    assert!(std::process::Command::new("sh")
+        .arg("-c")
+        .arg(sh)
+        .status()
+        .unwrap()
+        .success());
+    for (key, k) in [("ed.pem", "ed25519"), ("rsa.pem", "rsa")] {
+        let sink = SmtpSink::start(&[]);
+        let c = Camp::new(1);
+        let key_path = dir.path().join(key).display().to_string();
+        let r = c.send(
+            &sink.url(),
+            &[
+                "--dkim-key",
+                &key_path,
+                "--dkim-selector",
+                "sel",
+                "--dkim-domain",
+                "example.org",
+            ],
+        );
+        r.expect_code(0);
+        let msg = &sink.messages()[0].message;
+        let sig = msg.split("\n\n").next().unwrap();
+        assert!(sig.starts_with("DKIM-Signature: v=1; a="), "{sig}");
+        assert!(sig.contains("c=relaxed/relaxed"), "{sig}");
+        let h = sig.split("h=").nth(1).unwrap().split(';').next().unwrap();
+        assert!(h.contains("list-unsubscribe:list-unsubscribe-post"), "{h}");
+        assert!(!h.contains("content-type"), "{h}");
+        let public = std::fs::read_to_string(
+            dir.path()
+                .join(format!("{}.pub", key.trim_end_matches(".pem"))),
+        )
+        .unwrap();
+        let record = format!("v=DKIM1; k={k}; p={}", public.trim());
+        assert!(
+            dkim_verifies(msg, &record),
+            "{k} signature does not verify:\n{msg}"
+        );
+        // A tampered body fails, so the check checks something.
+        assert!(!dkim_verifies(&msg.replace("Dear", "Dear evil"), &record));
+    }
+}
+
+#[test]
+fn ctrl_c_finishes_in_flight_writes_the_journal_and_exits_130() {
+    let sink = SmtpSink::start(&[]);
+    let c = Camp::new(200);
+    let child = letterpress()
+        .args(c.args(&sink.url(), &["--rate", "40/s", "--json"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["interrupted"], true);
+    let st = counts(&c.status(&["--json"]));
+    assert_eq!(st["inflight"], 0);
+    assert_eq!(st["ambiguous"], 0);
+    let accepted = st["accepted"].as_u64().unwrap() as usize;
+    assert!(accepted > 0 && accepted < 200, "{accepted}");
+    assert_eq!(sink.messages().len(), accepted);
+    // Resume: the rest, nobody twice.
+    let r = c.send(&sink.url(), &["--json"]);
+    r.expect_code(0);
+    assert_eq!(sink.messages().len(), 200);
+    assert_eq!(sink.deliveries().values().max(), Some(&1));
+}
+
+/// Crash test: 2,000 letters, kill -9 at random moments, resume each time.
+/// In the end every recipient was accepted exactly once, except those the
+/// journal records as ambiguous (at most once), and none is missing.
+#[test]
+fn crash_test_kill_9_and_resume_sends_nobody_twice_and_misses_nobody() {
+    const N: usize = 2000;
+    let sink = SmtpSink::start(&[]);
+    let c = Camp::new(N);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rand = move |lo: u64, hi: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        lo + seed % (hi - lo)
+    };
+    let mut kills = 0;
+    let started = Instant::now();
+    loop {
+        let mut child = letterpress()
+            .args(c.args(&sink.url(), &["--quiet", "--concurrency", "4"]))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let delay = Duration::from_millis(rand(100, 700));
+        let deadline = Instant::now() + delay;
+        let mut done = None;
+        while Instant::now() < deadline {
+            if let Some(st) = child.try_wait().unwrap() {
+                done = Some(st);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        match done {
+            Some(st) => {
+                // Finished: 0, or 3 when earlier kills left ambiguous ones.
+                assert!(matches!(st.code(), Some(0) | Some(3)), "exit {st}");
+                break;
+            }
+            None if kills < 6 => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+            }
+            None => {
+                let st = child.wait().unwrap();
+                assert!(matches!(st.code(), Some(0) | Some(3)), "exit {st}");
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "crash test too slow"
+        );
+    }
+    let st = counts(&c.status(&["--json"]));
+    let accepted = st["accepted"].as_u64().unwrap() as usize;
+    let ambiguous = st["ambiguous"].as_u64().unwrap() as usize;
+    assert_eq!(accepted + ambiguous, N, "{st}");
+    assert_eq!(st["inflight"], 0);
+    let deliveries = sink.deliveries();
+    let journal = journal_states(&c.journal());
+    let mut dupes = 0;
+    let mut missing = 0;
+    for (addr, state) in &journal {
+        let n = deliveries.get(addr).copied().unwrap_or(0);
+        match state.as_str() {
+            "accepted" if n == 1 => {}
+            "accepted" if n == 0 => missing += 1,
+            "accepted" => dupes += 1,
+            "ambiguous" => assert!(n <= 1, "{addr} ambiguous but delivered {n} times"),
+            other => panic!("{addr} is {other}"),
+        }
+    }
+    assert_eq!((dupes, missing), (0, 0), "kills: {kills}");
+    assert!(
+        kills >= 1,
+        "the run finished before any kill; nothing was tested"
+    );
+    assert_eq!(deliveries.values().filter(|&&n| n > 1).count(), 0);
+    eprintln!(
+        "crash test: {kills} kills, {ambiguous} ambiguous, {:?}",
+        started.elapsed()
+    );
+}
+
+/// (address, state) for every recipient in the journal.
+fn journal_states(journal: &Path) -> Vec<(String, String)> {
+    let db = rusqlite::Connection::open(journal).unwrap();
+    let mut stmt = db.prepare("SELECT address, state FROM recipients").unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows
+}

@@ -1,0 +1,562 @@
+//! SMTP servers for the send tests, all on 127.0.0.1 with free ports, all
+//! stopped when dropped: Postfix's `smtp-sink` (real server, dumps each
+//! message to a file), `aiosmtpd` (AUTH, STARTTLS, implicit TLS) and a small
+//! scripted server that fails on cue. A missing tool fails the test with a
+//! pointer to `.ci/setup`, never a silent pass.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("{what} exited ({status}) before listening: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port} within 10 s");
+}
+
+fn require(path: &str, what: &str) {
+    assert!(
+        Path::new(path).exists(),
+        "{what} ({path}) is missing: run .ci/setup (it installs Postfix, aiosmtpd, dkimpy)"
+    );
+}
+
+/// Postfix `smtp-sink`, dumping every message into `dir`.
+pub struct SmtpSink {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl SmtpSink {
+    /// Starts `smtp-sink` with `extra` options (fault injection: `-r`, `-f`,
+    /// `-q`, `-Q`, `-A` …).
+    pub fn start(extra: &[&str]) -> SmtpSink {
+        require("/usr/sbin/smtp-sink", "Postfix's smtp-sink");
+        let dir = tempfile::tempdir().unwrap();
+        // smtp-sink drops to `nobody` when run as root.
+        let _ = Command::new("chmod").arg("777").arg(dir.path()).status();
+        let port = free_port();
+        let mut child = Command::new("/usr/sbin/smtp-sink")
+            .args(["-u", "nobody", "-d"])
+            .arg(format!("{}/%M.", dir.path().display()))
+            .args(extra)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("1024")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("smtp-sink starts");
+        wait_for_port(port, &mut child, "smtp-sink");
+        SmtpSink { port, dir, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received, as (sink headers, message), LF line ends.
+    pub fn messages(&self) -> Vec<Dumped> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            let text = String::from_utf8(std::fs::read(&p).unwrap()).unwrap();
+            out.push(Dumped::parse(&text));
+        }
+        out
+    }
+
+    /// How many messages each envelope recipient got.
+    pub fn deliveries(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for d in self.messages() {
+            *m.entry(d.rcpt.clone()).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One message as smtp-sink dumped it.
+#[derive(Debug)]
+pub struct Dumped {
+    /// The envelope recipient (`X-Rcpt-Args`), without the brackets.
+    pub rcpt: String,
+    /// The message as received, LF line ends, without the headers the sink
+    /// adds (`X-Client-*`, `X-Helo-Args`, `X-Mail-Args`, `X-Rcpt-Args` and
+    /// its `Received:`).
+    pub message: String,
+    pub rcpt_lines: usize,
+}
+
+impl Dumped {
+    fn parse(text: &str) -> Dumped {
+        let mut rest = text;
+        let mut rcpt = String::new();
+        let mut rcpt_lines = 0;
+        loop {
+            let (line, tail) = rest.split_once('\n').unwrap_or((rest, ""));
+            let sink_header = [
+                "X-Client-Addr:",
+                "X-Client-Proto:",
+                "X-Helo-Args:",
+                "X-Mail-Args:",
+                "X-Rcpt-Args:",
+                "Received:",
+            ]
+            .iter()
+            .any(|h| line.starts_with(h))
+                || (line.starts_with('\t') && !rest.is_empty());
+            if !sink_header {
+                break;
+            }
+            if let Some(r) = line.strip_prefix("X-Rcpt-Args: ") {
+                rcpt_lines += 1;
+                rcpt = r
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string();
+            }
+            rest = tail;
+        }
+        // smtp-sink ends every dump with one newline of its own.
+        let message = rest.strip_suffix('\n').unwrap_or(rest);
+        Dumped {
+            rcpt,
+            message: message.to_string(),
+            rcpt_lines,
+        }
+    }
+}
+
+/// A test CA and a certificate for 127.0.0.1 it signed, made with the
+/// openssl command.
+pub struct TestCa {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let sh = format!(
+            "set -e; cd {d}
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=letterpress-test-ca -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout leaf.key -out leaf.csr -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext
+openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 -extfile ext 2>/dev/null",
+            d = d.display()
+        );
+        let ok = Command::new("sh").arg("-c").arg(sh).status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "openssl could not make a test CA: run .ci/setup (it installs openssl)"
+        );
+        TestCa { dir }
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+const AIOSMTPD: &str = r#"
+import asyncio, ssl, sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+port, mode, cert, key, log = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        with open(log, "a") as f:
+            for r in envelope.rcpt_tos:
+                f.write(r + "\n")
+        return "250 OK queued"
+
+def auth(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"mailer" and auth_data.password == b"s3cret pass"
+    return AuthResult(success=ok, handled=False)
+
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+# Implicit TLS is TLS from the start, but aiosmtpd only counts STARTTLS.
+kw = dict(hostname="127.0.0.1", port=int(port), authenticator=auth, auth_require_tls=(mode == "starttls"))
+if mode == "starttls":
+    c = Controller(Handler(), tls_context=ctx, require_starttls=True, **kw)
+else:
+    c = Controller(Handler(), ssl_context=ctx, **kw)
+c.start()
+print("READY", flush=True)
+sys.stdin.read()
+c.stop()
+"#;
+
+/// `aiosmtpd` with AUTH (user `mailer`, password `s3cret pass`) and either
+/// STARTTLS (`starttls`) or implicit TLS (`implicit`), certificate from
+/// `ca`.
+pub struct AioSmtpd {
+    pub port: u16,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl AioSmtpd {
+    pub fn start(mode: &str, ca: &TestCa) -> AioSmtpd {
+        let ok = Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .stderr(Stdio::null())
+            .status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "python3 with aiosmtpd is missing: run .ci/setup"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("server.py");
+        std::fs::write(&script, AIOSMTPD).unwrap();
+        let log = dir.path().join("rcpts.log");
+        let port = free_port();
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(port.to_string())
+            .arg(mode)
+            .arg(ca.dir.path().join("leaf.pem"))
+            .arg(ca.dir.path().join("leaf.key"))
+            .arg(&log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "READY", "aiosmtpd did not start");
+        wait_for_port(port, &mut child, "aiosmtpd");
+        AioSmtpd {
+            port,
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The envelope recipients of every message received.
+    pub fn received(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for AioSmtpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where in a conversation a scripted fault strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Greeting,
+    Mail,
+    Rcpt,
+    Data,
+    Dot,
+}
+
+/// What the scripted server does at that step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Reply(Step, u16),
+    /// Say nothing until the client gives up.
+    Stall(Step),
+    /// Close the connection without a word.
+    HangUp(Step),
+}
+
+impl Fault {
+    fn step(self) -> Step {
+        match self {
+            Fault::Reply(s, _) | Fault::Stall(s) | Fault::HangUp(s) => s,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Script {
+    /// Faults for new connections, used up in order.
+    greeting: Vec<Fault>,
+    /// Faults per recipient, used up one per attempt.
+    per_rcpt: HashMap<String, Vec<Fault>>,
+    /// Recipients of the messages accepted, in order.
+    accepted: Vec<String>,
+    /// Every RCPT TO argument seen.
+    rcpts: Vec<String>,
+    /// Every message body accepted.
+    bodies: Vec<String>,
+    connections: usize,
+}
+
+/// A scripted SMTP server: answers like a plain server unless a fault for
+/// the connection or the recipient says otherwise.
+pub struct ScriptedServer {
+    pub port: u16,
+    script: Arc<Mutex<Script>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ScriptedServer {
+    pub fn start() -> ScriptedServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let script = Arc::new(Mutex::new(Script::default()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s2, stop2) = (Arc::clone(&script), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let s3 = Arc::clone(&s2);
+                        let stop3 = Arc::clone(&stop2);
+                        std::thread::spawn(move || {
+                            let _ = serve(conn, &s3, &stop3);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        ScriptedServer { port, script, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn on_connect(&self, f: Fault) -> &Self {
+        self.script.lock().unwrap().greeting.push(f);
+        self
+    }
+
+    pub fn on_rcpt(&self, rcpt: &str, faults: &[Fault]) -> &Self {
+        self.script
+            .lock()
+            .unwrap()
+            .per_rcpt
+            .insert(rcpt.to_string(), faults.to_vec());
+        self
+    }
+
+    pub fn accepted(&self) -> Vec<String> {
+        self.script.lock().unwrap().accepted.clone()
+    }
+
+    pub fn rcpts(&self) -> Vec<String> {
+        self.script.lock().unwrap().rcpts.clone()
+    }
+
+    pub fn bodies(&self) -> Vec<String> {
+        self.script.lock().unwrap().bodies.clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.script.lock().unwrap().connections
+    }
+}
+
+impl Drop for ScriptedServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn serve(
+    conn: TcpStream,
+    script: &Mutex<Script>,
+    stop: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut w = conn.try_clone()?;
+    let mut r = BufReader::new(conn);
+    let stall = |stop: &std::sync::atomic::AtomicBool| {
+        // Long enough for any client timeout in the tests, short enough to
+        // end with the test.
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let greet_fault = {
+        let mut s = script.lock().unwrap();
+        s.connections += 1;
+        if s.greeting.is_empty() {
+            None
+        } else {
+            Some(s.greeting.remove(0))
+        }
+    };
+    match greet_fault {
+        Some(Fault::Stall(_)) => {
+            stall(stop);
+            return Ok(());
+        }
+        Some(Fault::HangUp(_)) => return Ok(()),
+        Some(Fault::Reply(_, code)) => {
+            write!(w, "{code} scripted greeting fault\r\n")?;
+            return Ok(());
+        }
+        None => write!(w, "220 scripted ESMTP\r\n")?,
+    }
+    let mut fault: Option<Fault> = None;
+    let mut rcpt = String::new();
+    let read_line = |r: &mut BufReader<TcpStream>, line: &mut String| -> std::io::Result<usize> {
+        loop {
+            match r.read_line(line) {
+                Ok(n) => return Ok(n),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Ok(0);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    loop {
+        let mut line = String::new();
+        if read_line(&mut r, &mut line)? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_ascii_uppercase();
+        let step = if cmd.starts_with("MAIL") {
+            Some(Step::Mail)
+        } else if cmd.starts_with("RCPT") {
+            rcpt = line.trim_end()[8..]
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string();
+            let mut s = script.lock().unwrap();
+            s.rcpts.push(line.trim_end()[8..].trim().to_string());
+            fault = s.per_rcpt.get_mut(&rcpt).and_then(|v| {
+                if v.is_empty() {
+                    None
+                } else {
+                    Some(v.remove(0))
+                }
+            });
+            Some(Step::Rcpt)
+        } else if cmd.starts_with("DATA") {
+            Some(Step::Data)
+        } else {
+            None
+        };
+        if let (Some(st), Some(f)) = (step, fault) {
+            if f.step() == st {
+                match f {
+                    Fault::Stall(_) => {
+                        stall(stop);
+                        return Ok(());
+                    }
+                    Fault::HangUp(_) => return Ok(()),
+                    Fault::Reply(_, code) => {
+                        write!(w, "{code} scripted fault\r\n")?;
+                        if code == 421 {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+            }
+        }
+        match step {
+            Some(Step::Data) => {
+                write!(w, "354 go ahead\r\n")?;
+                let mut body = String::new();
+                loop {
+                    let mut l = String::new();
+                    if read_line(&mut r, &mut l)? == 0 {
+                        return Ok(());
+                    }
+                    if l == ".\r\n" {
+                        break;
+                    }
+                    body.push_str(l.strip_prefix('.').unwrap_or(&l));
+                }
+                match fault.filter(|f| f.step() == Step::Dot) {
+                    Some(Fault::Stall(_)) => {
+                        script.lock().unwrap().bodies.push(body);
+                        stall(stop);
+                        return Ok(());
+                    }
+                    Some(Fault::HangUp(_)) => {
+                        script.lock().unwrap().bodies.push(body);
+                        return Ok(());
+                    }
+                    Some(Fault::Reply(_, code)) => {
+                        write!(w, "{code} scripted fault after the dot\r\n")?;
+                    }
+                    _ => {
+                        let mut s = script.lock().unwrap();
+                        s.accepted.push(rcpt.clone());
+                        s.bodies.push(body);
+                        write!(w, "250 2.0.0 Ok: queued as {}\r\n", s.accepted.len())?;
+                    }
+                }
+                fault = None;
+            }
+            Some(_) => write!(w, "250 ok\r\n")?,
+            None if cmd.starts_with("EHLO") => write!(w, "250-scripted\r\n250 8BITMIME\r\n")?,
+            None if cmd.starts_with("QUIT") => {
+                write!(w, "221 bye\r\n")?;
+                return Ok(());
+            }
+            None => write!(w, "250 ok\r\n")?,
+        }
+        w.flush()?;
+    }
+}
