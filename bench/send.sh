@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): letterpress send vs Postfix's smtp-source, both
+# sending N (default 10,000) messages of the same size to one smtp-sink on
+# loopback, at concurrency 1, 4 and 16. letterpress renders every letter of
+# the example campaign (10,000 rows made from recipients.example.csv) and
+# journals each one; smtp-source sends a fixed payload. Prints messages/s,
+# the ratio, and letterpress's peak memory (max RSS).
+#
+#   bench/send.sh            # N=10000, concurrency 1 4 16
+#   N=2000 LEVELS="1 4" bench/send.sh
+#
+# Needs: a Rust toolchain, Postfix (smtp-sink, smtp-source: .ci/setup),
+# /usr/bin/time (Debian package `time`), python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-10000}
+LEVELS=${LEVELS:-"1 4 16"}
+target=${CARGO_TARGET_DIR:-target}
+for tool in /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/bin/time; do
+  [ -x "$tool" ] || { echo "bench: $tool is missing; run .ci/setup (and apt-get install time)" >&2; exit 1; }
+done
+
+cargo build --release -q
+bin=$target/release/letterpress
+
+work=$(mktemp -d)
+sinkpid=
+cleanup() { [ -n "$sinkpid" ] && kill "$sinkpid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+# N contacts, the example rows over and over with unique addresses.
+python3 - "$N" recipients.example.csv "$work/list.csv" <<'PY'
+import csv, sys
+n, src, dst = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+rows = list(csv.reader(open(src, encoding="utf-8")))
+head, body = rows[0], rows[1:]
+e = head.index("email")
+with open(dst, "w", newline="", encoding="utf-8") as f:
+    w = csv.writer(f)
+    w.writerow(head)
+    for i in range(n):
+        r = list(body[i % len(body)])
+        r[e] = f"bench{i}@example.org"
+        w.writerow(r)
+PY
+
+# The size of one letter's body, for smtp-source's payload.
+"$bin" render templates/weremember.mjml "$work/list.csv" --out "$work/one" --format eml --quiet >/dev/null || true
+one=$(ls "$work/one"/*.eml | head -1)
+total=$(stat -c %s "$one")
+head_bytes=$(awk 'BEGIN{RS="\r\n\r\n"} NR==1{print length($0)+4; exit}' "$one")
+size=$(( total - head_bytes ))
+rm -rf "$work/one"
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+/usr/sbin/smtp-sink -u nobody "127.0.0.1:$port" 1024 &
+sinkpid=$!
+sleep 0.3
+
+now() { date +%s.%N; }
+printf 'messages: %d, letter: %d bytes (body %d), cores: %d\n' "$N" "$total" "$size" "$(nproc)"
+printf '%-12s %16s %16s %8s %14s\n' concurrency smtp-source/s letterpress/s ratio "peak RSS MB"
+for c in $LEVELS; do
+  t0=$(now)
+  /usr/sbin/smtp-source -d -s "$c" -l "$size" -m "$N" -f bench@example.org -t sink@example.org "127.0.0.1:$port"
+  t1=$(now)
+  src_rate=$(python3 -c "print(f'{$N/($t1-$t0):.0f}')")
+
+  rm -f "$work/j.sqlite"*
+  t0=$(now)
+  /usr/bin/time -v -o "$work/time.txt" "$bin" send templates/weremember.mjml "$work/list.csv" \
+      --smtp "smtp://127.0.0.1:$port" --concurrency "$c" --journal "$work/j.sqlite" --quiet
+  t1=$(now)
+  lp_rate=$(python3 -c "print(f'{$N/($t1-$t0):.0f}')")
+  rss=$(awk -F': ' '/Maximum resident/{printf "%.1f", $2/1024}' "$work/time.txt")
+  ratio=$(python3 -c "print(f'{$lp_rate/$src_rate*100:.0f}%')")
+  printf '%-12s %16s %16s %8s %14s\n' "$c" "$src_rate" "$lp_rate" "$ratio" "$rss"
+done
