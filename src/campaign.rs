@@ -391,15 +391,7 @@ impl Campaign {
                 .with_severity(Severity::Warning),
             );
         }
-        let fingerprint = {
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            h.update(&self.hash.to_le_bytes());
-            for f in &r.fields {
-                h.update(&(f.len() as u64).to_le_bytes());
-                h.update(f.as_bytes());
-            }
-            h.digest128()
-        };
+        let fingerprint = self.fingerprint(r);
         Ok(Letter {
             row: r.row,
             line: r.line,
@@ -433,6 +425,67 @@ impl Campaign {
         ctx: &Context,
     ) -> std::result::Result<String, handlebars::RenderError> {
         Ok(text::wrap(&self.plain.render_with_context("text", ctx)?))
+    }
+
+    /// The recipient's fields hashed with the campaign (see
+    /// [`Letter::fingerprint`]).
+    pub fn fingerprint(&self, r: &Recipient) -> u128 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&self.hash.to_le_bytes());
+        for f in &r.fields {
+            h.update(&(f.len() as u64).to_le_bytes());
+            h.update(f.as_bytes());
+        }
+        h.digest128()
+    }
+
+    /// Only the `To` mailbox of a recipient, with the checks [`Campaign::render`]
+    /// makes on it: what `send` needs to plan, at a fraction of the cost of
+    /// a whole letter. Other problems of the row show when it is rendered.
+    pub fn recipient(&self, r: &Recipient) -> std::result::Result<Mailbox, Problem> {
+        let problem = |column: Option<&str>, message: String| {
+            let p = Problem::new(Severity::Error, self.csv.clone(), message)
+                .at_line(r.line)
+                .at_row(r.row);
+            match column {
+                Some(c) => p.in_column(c),
+                None => p,
+            }
+        };
+        let Some((name, cols, literal)) = self.headers.iter().find(|(n, _, _)| n == "To") else {
+            return Err(problem(None, "the template has no To header".into()));
+        };
+        if let Some(col) = cols
+            .iter()
+            .find(|c| r.get(c).is_some_and(|v| v.contains(['\r', '\n', '\0'])))
+        {
+            return Err(problem(
+                Some(col),
+                format!(
+                    "holds a line break or NUL, which would go into the {name} header; remove it"
+                ),
+            ));
+        }
+        let value = match literal {
+            Some(v) => v.clone(),
+            None => self
+                .plain
+                .render(&format!("h:{name}"), &r.to_json())
+                .map_err(|e| problem(None, format!("cannot render the {name} header: {e}")))?,
+        };
+        let value = value.trim();
+        if value.contains(['\r', '\n', '\0']) {
+            return Err(problem(
+                None,
+                format!("the {name} header would hold a line break; remove it"),
+            ));
+        }
+        Mailbox::parse(value).map_err(|e| {
+            problem(
+                cols.iter().next().map(String::as_str),
+                format!("{name}: {e}"),
+            )
+        })
     }
 
     /// The safety net of DESIGN.md section 3: renders `r` the slow way (Handlebars on

@@ -129,7 +129,6 @@ CREATE TABLE IF NOT EXISTS recipients (
     message_id  TEXT,
     updated     INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS recipients_state ON recipients(state);
 ";
 
 fn now() -> i64 {

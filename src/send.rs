@@ -125,6 +125,15 @@ pub enum Target<'a> {
     DryRun,
 }
 
+/// What the plan pass learns of a row, without merging the letter.
+struct Planned {
+    address: String,
+    row: usize,
+    line: u64,
+    fingerprint: u128,
+    fields: Vec<String>,
+}
+
 /// The plan: which rows to send, in row order.
 struct Plan {
     send: Vec<usize>,
@@ -237,7 +246,7 @@ fn plan(
     let mut changed: Vec<String> = Vec::new();
     let mut send = Vec::new();
     let mut chunk = Vec::with_capacity(CHUNK);
-    let mut entries: Vec<(String, Letter, Vec<String>)> = Vec::new();
+    let mut entries: Vec<(String, Planned)> = Vec::new();
     journal.plan_start()?;
     let result = (|| -> Result<()> {
         loop {
@@ -255,15 +264,21 @@ fn plan(
                 .par_drain(..)
                 .map(|row| {
                     row.and_then(|r| {
-                        let fields = r.fields.clone();
-                        campaign.render(&r).map(|l| (l, fields))
+                        let to = campaign.recipient(&r)?;
+                        Ok(Planned {
+                            address: to.address,
+                            row: r.row,
+                            line: r.line,
+                            fingerprint: campaign.fingerprint(&r),
+                            fields: r.fields,
+                        })
                     })
                 })
                 .collect();
             entries.clear();
             for item in rendered {
                 summary.rows += 1;
-                let (letter, fields) = match item {
+                let letter = match item {
                     Ok(x) => x,
                     Err(p) => {
                         summary.rejected += 1;
@@ -271,7 +286,7 @@ fn plan(
                         continue;
                     }
                 };
-                let k = key(&letter);
+                let k = letter.address.to_ascii_lowercase();
                 if let Some(first) = seen.get(&k) {
                     summary.duplicates += 1;
                     let p = Problem::new(
@@ -279,7 +294,7 @@ fn plan(
                         campaign.csv_name(),
                         format!(
                             "{} is also on row {first}; it is sent once, for row {first}",
-                            letter.parts.to.address
+                            letter.address
                         ),
                     )
                     .at_line(letter.line)
@@ -314,7 +329,7 @@ fn plan(
                             format!(
                                 "{} is ambiguous from an earlier run ({why}); not resent \
                                  (check the inbox, or pass --resend-ambiguous)",
-                                letter.parts.to.address
+                                letter.address
                             ),
                         )
                         .at_line(letter.line)
@@ -335,16 +350,16 @@ fn plan(
                         send.push(letter.row);
                     }
                 }
-                entries.push((k, letter, fields));
+                entries.push((k, letter));
             }
             let batch: Vec<NewEntry<'_>> = entries
                 .iter()
-                .map(|(k, l, f)| NewEntry {
+                .map(|(k, l)| NewEntry {
                     address: k,
                     row: l.row,
                     line: l.line,
                     fingerprint: l.fingerprint,
-                    fields: f,
+                    fields: &l.fields,
                 })
                 .collect();
             journal.add(&batch)?;
@@ -483,6 +498,7 @@ fn deliver(
     };
     let to_send: HashSet<usize> = plan.send.iter().copied().collect();
     let stopped = || stop.load(Ordering::Relaxed) || halt.load(Ordering::Relaxed);
+    let mut rejected = 0usize;
 
     let produce_result = std::thread::scope(|s| -> Result<()> {
         for _ in 0..concurrency {
@@ -509,6 +525,7 @@ fn deliver(
         drop(rx);
         // Build on this thread, a little ahead of the senders.
         let mut left = to_send.len();
+        let rejected = &mut rejected;
         while left > 0 && !stopped() {
             let Some(row) = recipients.next_row()? else {
                 break;
@@ -521,7 +538,9 @@ fn deliver(
             let letter = match campaign.render(&r) {
                 Ok(l) => l,
                 Err(p) => {
-                    // Planned rows rendered before; only a changed file lands here.
+                    // The plan checked the address only: other problems of
+                    // the row (a bad From, a failing helper) show here.
+                    *rejected += 1;
                     on_event(Event::Problem(&p));
                     continue;
                 }
@@ -530,6 +549,7 @@ fn deliver(
             let eml = match message::build(&letter.parts, &stamp) {
                 Ok(e) => e,
                 Err(too_long) => {
+                    *rejected += 1;
                     let p = Problem::new(
                         Severity::Error,
                         campaign.csv_name(),
@@ -573,10 +593,11 @@ fn deliver(
     summary.failed = failed;
     summary.ambiguous = ambiguous;
     summary.deferred = deferred;
+    summary.rejected += rejected;
     summary.not_attempted = plan
         .send
         .len()
-        .saturating_sub(counters.started.load(Ordering::Relaxed));
+        .saturating_sub(counters.started.load(Ordering::Relaxed) + rejected);
     summary.interrupted = stop.load(Ordering::Relaxed);
     summary.fatal = fatal.into_inner().expect("fatal");
     if let Some(e) = journal_error.into_inner().expect("journal error") {

@@ -523,10 +523,19 @@ async fn transact(
     step!(conn.command(Mail::new(Some(from), vec![])), "MAIL FROM");
     step!(conn.command(Rcpt::new(to, vec![])), "RCPT TO");
     step!(conn.command(Data), "DATA");
-    // lettre adds CRLF . CRLF after the body: strip the body's last CRLF so
-    // the message arrives byte for byte as rendered.
-    let body = eml.strip_suffix(b"\r\n").unwrap_or(eml);
-    match tokio::time::timeout(t, conn.message(body)).await {
+    // The body goes out through `command()`, which writes bytes as they
+    // are: lettre's `message()` dot-stuffs byte by byte, 15% of a send's
+    // CPU time. Our messages are ASCII (message.rs); anything else takes
+    // lettre's path. Either way the message arrives byte for byte as
+    // rendered (the body's last CRLF is the first of CRLF . CRLF).
+    let sent = match std::str::from_utf8(eml) {
+        Ok(text) => tokio::time::timeout(t, conn.command(Payload(text))).await,
+        Err(_) => {
+            let body = eml.strip_suffix(b"\r\n").unwrap_or(eml);
+            tokio::time::timeout(t, conn.message(body)).await
+        }
+    };
+    match sent {
         Ok(Ok(r)) => Attempt::Accepted {
             reply: reply_line(
                 Some(r.code().to_string().parse().unwrap_or(250)),
@@ -556,6 +565,32 @@ async fn transact(
                  accepted it"
             ),
         },
+    }
+}
+
+/// The DATA payload: the message dot-stuffed (RFC 5321 4.5.2), then the
+/// final `.` line.
+struct Payload<'a>(&'a str);
+
+impl std::fmt::Display for Payload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let body = self.0.strip_suffix("\r\n").unwrap_or(self.0);
+        let bytes = body.as_bytes();
+        // Looking for '.' (memchr) and checking the byte before is much
+        // faster than searching for "\n." (a two-byte pattern).
+        let mut start = 0;
+        let mut from = 0;
+        while let Some(p) = body[from..].find('.') {
+            let at = from + p;
+            if at == 0 || bytes[at - 1] == b'\n' {
+                f.write_str(&body[start..at])?;
+                f.write_str(".")?;
+                start = at;
+            }
+            from = at + 1;
+        }
+        f.write_str(&body[start..])?;
+        f.write_str("\r\n.\r\n")
     }
 }
 
@@ -654,6 +689,16 @@ mod tests {
         assert!(!Server::parse("smtp://mail.example.org")
             .unwrap()
             .is_loopback());
+    }
+
+    #[test]
+    fn payload_is_dot_stuffed_and_ends_with_the_dot_line() {
+        assert_eq!(
+            Payload("a\r\n.b\r\n..c\r\n").to_string(),
+            "a\r\n..b\r\n...c\r\n.\r\n"
+        );
+        assert_eq!(Payload(".x\r\n").to_string(), "..x\r\n.\r\n");
+        assert_eq!(Payload("x").to_string(), "x\r\n.\r\n");
     }
 
     #[test]

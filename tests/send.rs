@@ -620,6 +620,7 @@ sys.exit(0 if ok else 1)
         .arg(s)
         .arg(m)
         .arg(r)
+        .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
     st.success()
