@@ -8,8 +8,10 @@
 //! append to the log. `synchronous=NORMAL` makes each commit safe against the
 //! process dying (kill -9, a panic, the OOM killer): the log is in the
 //! kernel's hands when the commit returns. Only a power loss or a kernel
-//! crash can lose the last commits; `--journal-sync full` adds an fsync per
-//! commit for that.
+//! crash can lose the last commits; `--journal-sync` adds an fsync per
+//! commit for that. Writes of concurrent senders are committed in groups
+//! (one transaction for whatever is queued), and a sender never starts
+//! MAIL FROM before its `inflight` record is committed.
 //!
 //! States, in order: `pending` (known, never attempted) -> `inflight`
 //! (written before MAIL FROM) -> `accepted` (2xx after the dot, with the
@@ -99,11 +101,41 @@ pub struct FailedRow {
     pub reply: String,
 }
 
-/// An open journal. Shared by the sending threads; each write is one short
-/// transaction.
+/// A write of the sending phase, waiting for its commit.
+enum Op {
+    Begin {
+        address: String,
+        message_id: String,
+        at: i64,
+    },
+    Finish {
+        address: String,
+        state: State,
+        code: Option<u16>,
+        reply: String,
+        at: i64,
+    },
+}
+
+#[derive(Default)]
+struct Queue {
+    ops: Vec<Op>,
+    /// Ops queued so far, and how many of them are committed.
+    submitted: u64,
+    committed: u64,
+    /// A thread is committing a batch now.
+    committing: bool,
+    /// A commit failed: every later write reports it.
+    error: Option<String>,
+}
+
+/// An open journal. Shared by the sending threads, which commit their
+/// writes in groups (see [`Journal::finish`]).
 pub struct Journal {
     path: PathBuf,
     conn: Mutex<Connection>,
+    queue: Mutex<Queue>,
+    committed: std::sync::Condvar,
     /// `--dry-run`: read, never write.
     read_only: bool,
 }
@@ -179,6 +211,8 @@ impl Journal {
         Ok(Journal {
             path: path.into(),
             conn: Mutex::new(conn),
+            queue: Mutex::new(Queue::default()),
+            committed: std::sync::Condvar::new(),
             read_only,
         })
     }
@@ -316,24 +350,22 @@ impl Journal {
             .map_err(|e| self.err(e))
     }
 
-    /// Marks a recipient in flight: called before MAIL FROM.
+    /// Marks a recipient in flight: called before MAIL FROM. Returns once
+    /// the record is committed.
     pub fn begin(&self, address: &str, message_id: &str) -> Result<()> {
-        if self.read_only {
-            return Ok(());
-        }
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "UPDATE recipients SET state = 'inflight', attempts = attempts + 1,
-                   message_id = ?2, updated = ?3 WHERE address = ?1",
-            )
-            .map_err(|e| self.err(e))?;
-        stmt.execute(params![address, message_id, now()])
-            .map(drop)
-            .map_err(|e| self.err(e))
+        self.submit(
+            Op::Begin {
+                address: address.into(),
+                message_id: message_id.into(),
+                at: now(),
+            },
+            true,
+        )
     }
 
-    /// Records the outcome of an attempt.
+    /// Records the outcome of an attempt. Committed at once, by this
+    /// thread or, when another is committing, by that one right after:
+    /// group commit, so that many senders share one commit.
     pub fn finish(
         &self,
         address: &str,
@@ -341,19 +373,94 @@ impl Journal {
         code: Option<u16>,
         reply: &str,
     ) -> Result<()> {
+        self.submit(
+            Op::Finish {
+                address: address.into(),
+                state,
+                code,
+                reply: reply.into(),
+                at: now(),
+            },
+            false,
+        )
+    }
+
+    /// Queues `op`; the first thread to find no commit under way commits
+    /// everything queued in one transaction, and goes on while more
+    /// arrives. With `wait`, returns only once `op` is committed.
+    fn submit(&self, op: Op, wait: bool) -> Result<()> {
         if self.read_only {
             return Ok(());
         }
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.ops.push(op);
+        q.submitted += 1;
+        let mine = q.submitted;
+        loop {
+            if let Some(e) = &q.error {
+                return Err(Error::Journal {
+                    path: self.path.clone(),
+                    message: e.clone(),
+                });
+            }
+            if q.committed >= mine {
+                return Ok(());
+            }
+            if !q.committing {
+                q.committing = true;
+                while !q.ops.is_empty() {
+                    let batch = std::mem::take(&mut q.ops);
+                    let upto = q.submitted;
+                    drop(q);
+                    let r = self.commit(&batch);
+                    q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                    q.committed = upto;
+                    if let Err(e) = r {
+                        q.error = Some(e.to_string());
+                    }
+                    self.committed.notify_all();
+                }
+                q.committing = false;
+                continue;
+            }
+            if !wait {
+                // The committing thread takes it before it stops.
+                return Ok(());
+            }
+            q = self.committed.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn commit(&self, batch: &[Op]) -> std::result::Result<(), rusqlite::Error> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut begin = tx.prepare_cached(
+                "UPDATE recipients SET state = 'inflight', attempts = attempts + 1,
+                   message_id = ?2, updated = ?3 WHERE address = ?1",
+            )?;
+            let mut finish = tx.prepare_cached(
                 "UPDATE recipients SET state = ?2, code = ?3, reply = ?4, updated = ?5
                  WHERE address = ?1",
-            )
-            .map_err(|e| self.err(e))?;
-        stmt.execute(params![address, state.as_str(), code, reply, now()])
-            .map(drop)
-            .map_err(|e| self.err(e))
+            )?;
+            for op in batch {
+                match op {
+                    Op::Begin {
+                        address,
+                        message_id,
+                        at,
+                    } => begin.execute(params![address, message_id, at])?,
+                    Op::Finish {
+                        address,
+                        state,
+                        code,
+                        reply,
+                        at,
+                    } => finish.execute(params![address, state.as_str(), code, reply, at])?,
+                };
+            }
+        }
+        tx.commit()
     }
 
     /// How many recipients are in each state.
@@ -452,6 +559,44 @@ mod tests {
         let amb = j.rows_in(&[State::Ambiguous]).unwrap();
         assert_eq!(amb.len(), 1);
         assert_eq!(amb[0].row, 2);
+    }
+
+    #[test]
+    fn group_commit_from_many_threads_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.sqlite");
+        let j = Journal::open(&p, false, false).unwrap();
+        let f: Vec<String> = vec![];
+        let addrs: Vec<String> = (0..400).map(|i| format!("p{i}@x.org")).collect();
+        let entries: Vec<NewEntry<'_>> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| NewEntry {
+                address: a,
+                row: i + 1,
+                line: i as u64 + 2,
+                fingerprint: 1,
+                fields: &f,
+            })
+            .collect();
+        j.plan_start().unwrap();
+        j.add(&entries).unwrap();
+        j.plan_end(true).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (j, addrs) = (&j, &addrs);
+                s.spawn(move || {
+                    for a in addrs.iter().skip(t).step_by(8) {
+                        j.begin(a, "<id>").unwrap();
+                        j.finish(a, State::Accepted, Some(250), "250 ok").unwrap();
+                    }
+                });
+            }
+        });
+        drop(j);
+        let j = Journal::open(&p, true, false).unwrap();
+        let counts: HashMap<_, _> = j.counts().unwrap().into_iter().collect();
+        assert_eq!(counts[&State::Accepted], 400);
     }
 
     #[test]
