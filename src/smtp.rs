@@ -575,19 +575,14 @@ struct Payload<'a>(&'a str);
 impl std::fmt::Display for Payload<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let body = self.0.strip_suffix("\r\n").unwrap_or(self.0);
-        let bytes = body.as_bytes();
-        // Looking for '.' (memchr) and checking the byte before is much
-        // faster than searching for "\n." (a two-byte pattern).
         let mut start = 0;
-        let mut from = 0;
-        while let Some(p) = body[from..].find('.') {
-            let at = from + p;
-            if at == 0 || bytes[at - 1] == b'\n' {
-                f.write_str(&body[start..at])?;
-                f.write_str(".")?;
-                start = at;
-            }
-            from = at + 1;
+        if body.starts_with('.') {
+            f.write_str(".")?;
+        }
+        for at in memchr::memmem::find_iter(body.as_bytes(), b"\n.") {
+            f.write_str(&body[start..=at])?;
+            f.write_str(".")?;
+            start = at + 1;
         }
         f.write_str(&body[start..])?;
         f.write_str("\r\n.\r\n")
