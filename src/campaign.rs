@@ -280,15 +280,7 @@ impl Campaign {
     /// Merges one recipient. A problem with this row (a bad address, a line
     /// break in a header value) is returned, not raised: the run goes on.
     pub fn render(&self, r: &Recipient) -> std::result::Result<Letter, Problem> {
-        let problem = |column: Option<&str>, message: String| {
-            let p = Problem::new(Severity::Error, self.csv.clone(), message)
-                .at_line(r.line)
-                .at_row(r.row);
-            match column {
-                Some(c) => p.in_column(c),
-                None => p,
-            }
-        };
+        let problem = |column: Option<&str>, message: String| self.problem(r, column, message);
         // One context for every render of this letter: `render(name, &json)`
         // would copy the fields for each header and part.
         let ctx = Context::from(r.to_json());
@@ -300,47 +292,10 @@ impl Campaign {
         let mut extra = Vec::new();
         let mut warnings = Vec::new();
         for (name, cols, literal) in &self.headers {
-            // A line break in a header value is an injection attempt or a
-            // paste accident; lettre would panic on it (DESIGN.md 4).
-            if let Some(col) = cols
-                .iter()
-                .find(|c| r.get(c).is_some_and(|v| v.contains(['\r', '\n', '\0'])))
-            {
-                return Err(problem(
-                    Some(col),
-                    format!("holds a line break or NUL, which would go into the {name} header; remove it"),
-                ));
-            }
-            let value = match literal {
-                Some(v) => v.clone(),
-                None => self
-                    .plain
-                    .render_with_context(&format!("h:{name}"), &ctx)
-                    .map_err(|e| problem(None, format!("cannot render the {name} header: {e}")))?
-                    .trim()
-                    .to_string(),
-            };
-            if value.contains(['\r', '\n', '\0']) {
-                return Err(problem(
-                    None,
-                    format!("the {name} header would hold a line break; remove it"),
-                ));
-            }
+            let value = self.header_value(r, &ctx, name, cols, literal.as_deref())?;
             match name.as_str() {
                 "From" | "To" | "Reply-To" => {
-                    let m = Mailbox::parse(&value).map_err(|e| {
-                        // Name the column that holds the address: the one
-                        // whose value stands in the angle brackets.
-                        let column = cols
-                            .iter()
-                            .find(|c| {
-                                r.get(c).is_some_and(|v| {
-                                    value == v || value.ends_with(&format!("<{v}>"))
-                                })
-                            })
-                            .or(cols.iter().next());
-                        problem(column.map(String::as_str), format!("{name}: {e}"))
-                    })?;
+                    let m = self.mailbox(r, name, cols, &value)?;
                     match name.as_str() {
                         "From" => from = Some(m),
                         "To" => to = Some(m),
@@ -443,23 +398,44 @@ impl Campaign {
     /// makes on it: what `send` needs to plan, at a fraction of the cost of
     /// a whole letter. Other problems of the row show when it is rendered.
     pub fn recipient(&self, r: &Recipient) -> std::result::Result<Mailbox, Problem> {
-        let problem = |column: Option<&str>, message: String| {
-            let p = Problem::new(Severity::Error, self.csv.clone(), message)
-                .at_line(r.line)
-                .at_row(r.row);
-            match column {
-                Some(c) => p.in_column(c),
-                None => p,
-            }
-        };
+        let problem = |column: Option<&str>, message: String| self.problem(r, column, message);
         let Some((name, cols, literal)) = self.headers.iter().find(|(n, _, _)| n == "To") else {
             return Err(problem(None, "the template has no To header".into()));
         };
+        let ctx = Context::from(r.to_json());
+        let value = self.header_value(r, &ctx, name, cols, literal.as_deref())?;
+        self.mailbox(r, name, cols, &value)
+    }
+
+    /// A problem with row `r`, in the recipients file.
+    fn problem(&self, r: &Recipient, column: Option<&str>, message: String) -> Problem {
+        let p = Problem::new(Severity::Error, self.csv.clone(), message)
+            .at_line(r.line)
+            .at_row(r.row);
+        match column {
+            Some(c) => p.in_column(c),
+            None => p,
+        }
+    }
+
+    /// One header's value for `r`: merged (or the literal), trimmed, and
+    /// refused when a value would put a line break into it.
+    fn header_value(
+        &self,
+        r: &Recipient,
+        ctx: &Context,
+        name: &str,
+        cols: &BTreeSet<String>,
+        literal: Option<&str>,
+    ) -> std::result::Result<String, Problem> {
+        // A line break in a header value is an injection attempt or a paste
+        // accident; lettre would panic on it (DESIGN.md 4).
         if let Some(col) = cols
             .iter()
             .find(|c| r.get(c).is_some_and(|v| v.contains(['\r', '\n', '\0'])))
         {
-            return Err(problem(
+            return Err(self.problem(
+                r,
                 Some(col),
                 format!(
                     "holds a line break or NUL, which would go into the {name} header; remove it"
@@ -467,24 +443,44 @@ impl Campaign {
             ));
         }
         let value = match literal {
-            Some(v) => v.clone(),
+            Some(v) => v.to_string(),
             None => self
                 .plain
-                .render(&format!("h:{name}"), &r.to_json())
-                .map_err(|e| problem(None, format!("cannot render the {name} header: {e}")))?,
+                .render_with_context(&format!("h:{name}"), ctx)
+                .map_err(|e| {
+                    self.problem(r, None, format!("cannot render the {name} header: {e}"))
+                })?
+                .trim()
+                .to_string(),
         };
-        let value = value.trim();
         if value.contains(['\r', '\n', '\0']) {
-            return Err(problem(
+            return Err(self.problem(
+                r,
                 None,
                 format!("the {name} header would hold a line break; remove it"),
             ));
         }
+        Ok(value)
+    }
+
+    /// Parses an address header's value, naming on failure the column that
+    /// holds the address: the one whose value stands in the angle brackets.
+    fn mailbox(
+        &self,
+        r: &Recipient,
+        name: &str,
+        cols: &BTreeSet<String>,
+        value: &str,
+    ) -> std::result::Result<Mailbox, Problem> {
         Mailbox::parse(value).map_err(|e| {
-            problem(
-                cols.iter().next().map(String::as_str),
-                format!("{name}: {e}"),
-            )
+            let column = cols
+                .iter()
+                .find(|c| {
+                    r.get(c)
+                        .is_some_and(|v| value == v || value.ends_with(&format!("<{v}>")))
+                })
+                .or(cols.iter().next());
+            self.problem(r, column.map(String::as_str), format!("{name}: {e}"))
         })
     }
 
@@ -496,7 +492,7 @@ impl Campaign {
         let Ok(fast) = self.html.render("html", &ctx) else {
             return Ok(()); // reported by render()
         };
-        let mut slow_hb = Handlebars::new();
+        let slow_hb = Handlebars::new();
         let merged_mjml = slow_hb
             .render_template(&self.template.body, &ctx)
             .map_err(|e| {
@@ -506,7 +502,6 @@ impl Campaign {
                     false,
                 )
             })?;
-        slow_hb.set_strict_mode(false);
         let slow = match render_mjml(&merged_mjml, None) {
             Ok(s) => s,
             Err((_, m)) => {
