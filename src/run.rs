@@ -99,8 +99,8 @@ pub fn run(
     mut recipients: Recipients,
     sink: &dyn Sink,
     clock: Clock,
-    mut report: impl FnMut(&Outcome) -> Result<()>,
-    mut progress: impl FnMut(u64, &Summary),
+    mut report: impl FnMut(&Outcome) -> Result<()> + Send,
+    mut progress: impl FnMut(u64, &Summary) + Send,
 ) -> Result<Summary> {
     let started = Instant::now();
     let now = match clock {
@@ -111,42 +111,37 @@ pub fn run(
     };
     let mut summary = Summary::default();
     let mut verified = 0;
-    let mut chunk: Vec<std::result::Result<Recipient, Problem>> = Vec::with_capacity(CHUNK);
-    loop {
-        chunk.clear();
-        while chunk.len() < CHUNK {
-            match recipients.next_row()? {
-                Some(row) => chunk.push(row),
-                None => break,
-            }
-        }
-        if chunk.is_empty() {
-            break;
-        }
-        for r in chunk.iter().flatten() {
+    let mut current = read_chunk(&mut recipients)?;
+    let mut done: Vec<Outcome> = Vec::new();
+    while !current.is_empty() {
+        for r in current.iter().flatten() {
             if verified >= VERIFY_ROWS {
                 break;
             }
             campaign.verify(r)?;
             verified += 1;
         }
-        let outcomes: Vec<Outcome> = chunk
-            .par_drain(..)
-            .map(|row| process(campaign, row, sink, clock, now))
-            .collect();
-        for o in &outcomes {
-            summary.rows += 1;
-            match o {
-                Outcome::Done { letter, .. } => {
-                    summary.rendered += 1;
-                    summary.warnings += letter.warnings.len();
-                }
-                Outcome::Rejected(_) => summary.rejected += 1,
-            }
-            report(o)?;
-        }
-        progress(recipients.bytes_read(), &summary);
+        // While all cores merge this chunk, one of them also reports the
+        // previous chunk and reads the next: the serial parts of the run
+        // overlap the parallel one.
+        let rows = std::mem::take(&mut current);
+        let (outcomes, serial) = rayon::join(
+            || {
+                rows.into_par_iter()
+                    .map(|row| process(campaign, row, sink, clock, now))
+                    .collect::<Vec<Outcome>>()
+            },
+            || -> Result<Vec<std::result::Result<Recipient, Problem>>> {
+                tally(&mut summary, &done, &mut report)?;
+                progress(recipients.bytes_read(), &summary);
+                read_chunk(&mut recipients)
+            },
+        );
+        current = serial?;
+        done = outcomes;
     }
+    tally(&mut summary, &done, &mut report)?;
+    progress(recipients.bytes_read(), &summary);
     if summary.rows == 0 {
         return Err(Error::Recipients {
             path: recipients.name().to_string(),
@@ -155,6 +150,38 @@ pub fn run(
     }
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Up to [`CHUNK`] rows; fewer only at the end of the list.
+fn read_chunk(recipients: &mut Recipients) -> Result<Vec<std::result::Result<Recipient, Problem>>> {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    while chunk.len() < CHUNK {
+        match recipients.next_row()? {
+            Some(row) => chunk.push(row),
+            None => break,
+        }
+    }
+    Ok(chunk)
+}
+
+/// Counts and reports `outcomes`, in order.
+fn tally(
+    summary: &mut Summary,
+    outcomes: &[Outcome],
+    report: &mut impl FnMut(&Outcome) -> Result<()>,
+) -> Result<()> {
+    for o in outcomes {
+        summary.rows += 1;
+        match o {
+            Outcome::Done { letter, .. } => {
+                summary.rendered += 1;
+                summary.warnings += letter.warnings.len();
+            }
+            Outcome::Rejected(_) => summary.rejected += 1,
+        }
+        report(o)?;
+    }
+    Ok(())
 }
 
 fn process(
