@@ -95,10 +95,28 @@ fn problem_of(e: &Error) -> Problem {
     }
 }
 
-/// The warning for an address (compared without case) that an earlier row
-/// already has; the gallery shows the same words.
-pub fn duplicate_message(address: &str, row: usize, line: u64) -> String {
-    format!("`{address}` is a duplicate of row {row} (line {line}); it will be sent once")
+/// The addresses of a list seen so far, compared without case: the one
+/// duplicate rule `check` and the gallery share, in the same words.
+#[derive(Debug, Default)]
+pub struct Duplicates(HashMap<String, (usize, u64)>);
+
+impl Duplicates {
+    /// `None` the first time `address` is seen (remembered at `row` and
+    /// `line`); after that, the warning naming that first row.
+    pub fn note(&mut self, address: &str, row: usize, line: u64) -> Option<String> {
+        match self.0.entry(address.to_ascii_lowercase()) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                let (row, line) = *first.get();
+                Some(format!(
+                    "`{address}` is a duplicate of row {row} (line {line}); it will be sent once"
+                ))
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert((row, line));
+                None
+            }
+        }
+    }
 }
 
 /// Checks `template` against `recipients` and reports every problem found.
@@ -157,7 +175,7 @@ pub fn check(template: &Path, recipients: &str, delimiter: Option<u8>) -> CheckR
         }
     }
 
-    let mut seen: HashMap<String, (usize, u64)> = HashMap::new();
+    let mut duplicates = Duplicates::default();
     let mut verified = false;
     loop {
         let row = match rows.next_row() {
@@ -185,19 +203,12 @@ pub fn check(template: &Path, recipients: &str, delimiter: Option<u8>) -> CheckR
         }
         match c.render(&r) {
             Ok(letter) => {
-                let key = letter.parts.to.address.to_ascii_lowercase();
-                if let Some((row, line)) = seen.get(&key) {
+                if let Some(warning) = duplicates.note(&letter.parts.to.address, r.row, r.line) {
                     report.push(
-                        Problem::new(
-                            Severity::Warning,
-                            csv.clone(),
-                            duplicate_message(&letter.parts.to.address, *row, *line),
-                        )
-                        .at_line(r.line)
-                        .at_row(r.row),
+                        Problem::new(Severity::Warning, csv.clone(), warning)
+                            .at_line(r.line)
+                            .at_row(r.row),
                     );
-                } else {
-                    seen.insert(key, (r.row, r.line));
                 }
                 // Build the message too: a header word too long for a line
                 // is only found there.

@@ -5,7 +5,6 @@
 //! `window.LETTERPRESS`, not JSON. This module writes both; it does not
 //! render letters (the run hands it each [`Outcome`]).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -104,8 +103,7 @@ pub struct GalleryData<W: Write> {
     out: W,
     path: PathBuf,
     first: bool,
-    /// Lower-cased address -> (row, line) of its first letter.
-    seen: HashMap<String, (usize, u64)>,
+    duplicates: crate::check::Duplicates,
 }
 
 impl<W: Write> GalleryData<W> {
@@ -121,7 +119,7 @@ impl<W: Write> GalleryData<W> {
             out,
             path,
             first: true,
-            seen: HashMap::new(),
+            duplicates: Default::default(),
         };
         r.map_err(|e| g.err(e))?;
         Ok(g)
@@ -164,17 +162,11 @@ impl<W: Write> GalleryData<W> {
                 warnings: {
                     let mut w: Vec<String> =
                         letter.warnings.iter().map(|w| w.message.clone()).collect();
-                    let key = letter.parts.to.address.to_ascii_lowercase();
-                    match self.seen.get(&key) {
-                        Some(&(row, line)) => w.push(crate::check::duplicate_message(
-                            &letter.parts.to.address,
-                            row,
-                            line,
-                        )),
-                        None => {
-                            self.seen.insert(key, (letter.row, letter.line));
-                        }
-                    }
+                    w.extend(self.duplicates.note(
+                        &letter.parts.to.address,
+                        letter.row,
+                        letter.line,
+                    ));
                     w
                 },
                 headers: headers(&letter.parts, stamp),
