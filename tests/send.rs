@@ -65,6 +65,24 @@ impl Camp {
 }
 
 /// The counts from `status --json`.
+/// What `send` must put on the wire: `render --format eml --deterministic`.
+fn render_eml(template: &Path, csv: &Path, out: &Path) {
+    run(
+        &[
+            "render".as_ref(),
+            template.as_os_str(),
+            csv.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--format".as_ref(),
+            "eml".as_ref(),
+            "--deterministic".as_ref(),
+        ],
+        None,
+    )
+    .expect_code(0);
+}
+
 fn counts(o: &Output) -> serde_json::Value {
     serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", o.stdout))
 }
@@ -78,22 +96,9 @@ fn example_campaign_arrives_once_byte_equal_to_render() {
     let sink = SmtpSink::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
+    render_eml(&example_template(), &example_csv(), &out);
     let tpl = example_template().display().to_string();
     let csv = example_csv().display().to_string();
-    run(
-        &[
-            "render",
-            &tpl,
-            &csv,
-            "--out",
-            out.to_str().unwrap(),
-            "--format",
-            "eml",
-            "--deterministic",
-        ],
-        None,
-    )
-    .expect_code(0);
     let journal = dir.path().join("j.sqlite");
     let r = run(
         &[
@@ -155,20 +160,7 @@ fn the_bytes_on_the_wire_are_the_rendered_bytes() {
     let server = ScriptedServer::start();
     let c = Camp::new(2);
     let out = c.path("out");
-    run(
-        &[
-            "render",
-            c.path("news.mjml").to_str().unwrap(),
-            c.path("list.csv").to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--format",
-            "eml",
-            "--deterministic",
-        ],
-        None,
-    )
-    .expect_code(0);
+    render_eml(&c.path("news.mjml"), &c.path("list.csv"), &out);
     c.send(&server.url(), &["--deterministic", "--concurrency", "1"])
         .expect_code(0);
     let rendered: Vec<String> = tree(&out)

@@ -26,6 +26,16 @@ fn render(t: &Path, csv: &Path, extra: &[&str]) -> Output {
     run(&args, None)
 }
 
+/// `render --deterministic --check SNAP`, with `--update` if `update`.
+fn check(t: &Path, csv: &Path, snap: &Path, update: bool) -> Output {
+    let snap = snap.to_str().unwrap();
+    let mut args = vec!["--deterministic", "--check", snap];
+    if update {
+        args.push("--update");
+    }
+    render(t, csv, &args)
+}
+
 fn snapshot(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let (t, csv) = campaign(dir);
     let snap = dir.join("snap");
@@ -43,11 +53,7 @@ fn an_unchanged_campaign_matches_its_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let (t, csv, snap) = snapshot(dir.path());
     let before = tree(&snap);
-    let out = render(
-        &t,
-        &csv,
-        &["--deterministic", "--check", snap.to_str().unwrap()],
-    );
+    let out = check(&t, &csv, &snap, false);
     out.expect_code(0);
     assert!(
         out.stdout
@@ -65,11 +71,7 @@ fn a_one_word_change_exits_4_with_a_decoded_diff_naming_the_word() {
     let template = std::fs::read_to_string(&t).unwrap();
     std::fs::write(&t, template.replace("horrific tragedy", "terrible tragedy")).unwrap();
 
-    let out = render(
-        &t,
-        &csv,
-        &["--deterministic", "--check", snap.to_str().unwrap()],
-    );
+    let out = check(&t, &csv, &snap, false);
     out.expect_code(4);
     let s = &out.stdout;
     assert!(
@@ -100,26 +102,12 @@ fn a_one_word_change_exits_4_with_a_decoded_diff_naming_the_word() {
     );
 
     // --update rewrites the snapshot; then it matches.
-    let out = render(
-        &t,
-        &csv,
-        &[
-            "--deterministic",
-            "--check",
-            snap.to_str().unwrap(),
-            "--update",
-        ],
-    );
+    let out = check(&t, &csv, &snap, true);
     out.expect_code(0);
     assert!(out.stdout.contains("updated  "), "{}", out.stdout);
     let html = std::fs::read_to_string(snap.join("0001-david.breuer_example.org.html")).unwrap();
     assert!(html.contains("terrible tragedy"));
-    render(
-        &t,
-        &csv,
-        &["--deterministic", "--check", snap.to_str().unwrap()],
-    )
-    .expect_code(0);
+    check(&t, &csv, &snap, false).expect_code(0);
 }
 
 #[test]
@@ -135,11 +123,7 @@ fn letters_added_and_removed_are_listed_and_update_removes_stale_files() {
     lines.push("new.one@example.org,,New,One,Somewhere,c-2000".into()); // row 12 is someone else
     std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
 
-    let out = render(
-        &t,
-        &csv,
-        &["--deterministic", "--check", snap.to_str().unwrap()],
-    );
+    let out = check(&t, &csv, &snap, false);
     out.expect_code(4);
     assert!(
         out.stdout
@@ -160,25 +144,10 @@ fn letters_added_and_removed_are_listed_and_update_removes_stale_files() {
         out.stdout
     );
 
-    render(
-        &t,
-        &csv,
-        &[
-            "--deterministic",
-            "--check",
-            snap.to_str().unwrap(),
-            "--update",
-        ],
-    )
-    .expect_code(0);
+    check(&t, &csv, &snap, true).expect_code(0);
     assert!(!snap.join("0012-tamar.ben-david_example.org.eml").exists());
     assert!(snap.join("0012-new.one_example.org.eml").exists());
-    render(
-        &t,
-        &csv,
-        &["--deterministic", "--check", snap.to_str().unwrap()],
-    )
-    .expect_code(0);
+    check(&t, &csv, &snap, false).expect_code(0);
 }
 
 #[test]
