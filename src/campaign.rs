@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::message::{Mailbox, Parts};
 use crate::recipients::{Columns, Recipient};
 use crate::report::{Problem, Severity};
-use crate::template::TemplateFile;
+use crate::template::{TemplateFile, Variable};
 use crate::text;
 
 /// Gmail clips an HTML body near 102 KB; warn well before.
@@ -62,11 +62,14 @@ pub fn missing_variables(
     columns: &Columns,
     csv: &str,
 ) -> Result<Vec<Error>> {
-    let vars = template.variables()?;
+    Ok(missing(template, &template.variables()?, columns, csv))
+}
+
+/// Those of `vars` (the template's) that are not columns.
+fn missing(template: &TemplateFile, vars: &[Variable], columns: &Columns, csv: &str) -> Vec<Error> {
     let mut seen = BTreeSet::new();
-    Ok(vars
-        .into_iter()
-        .filter(|v| columns.position(&v.name).is_none() && seen.insert(v.name.clone()))
+    vars.iter()
+        .filter(|v| columns.position(&v.name).is_none() && seen.insert(v.name.as_str()))
         .map(|v| Error::MissingVariable {
             path: if v.in_text_file {
                 template.text_path()
@@ -74,11 +77,11 @@ pub fn missing_variables(
                 template.path.clone()
             },
             line: v.line,
-            name: v.name,
+            name: v.name.clone(),
             csv: csv.to_string(),
             columns: columns.names().join(", "),
         })
-        .collect())
+        .collect()
 }
 
 fn render_options() -> mrml::prelude::render::RenderOptions {
@@ -136,10 +139,8 @@ impl Campaign {
     /// Compiles `template` for a list with `columns` (named `csv` in
     /// messages). Fails on the first template error or missing variable.
     pub fn compile(template: TemplateFile, columns: &Columns, csv: &str) -> Result<Campaign> {
-        if let Some(e) = missing_variables(&template, columns, csv)?
-            .into_iter()
-            .next()
-        {
+        let vars = template.variables()?;
+        if let Some(e) = missing(&template, &vars, columns, csv).into_iter().next() {
             return Err(e);
         }
         let include_root = template
@@ -208,7 +209,6 @@ impl Campaign {
                 )
             })?;
 
-        let vars = template.variables()?;
         let mut headers = Vec::new();
         for h in &template.headers {
             plain
