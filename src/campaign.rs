@@ -26,9 +26,8 @@ pub struct Campaign {
     /// The MJML rendered once, placeholders and all.
     html_template: String,
     text_template: String,
-    /// (header, columns it uses, its value when it uses none), in template
-    /// order. A header without placeholders skips Handlebars.
-    headers: Vec<(String, BTreeSet<String>, Option<String>)>,
+    /// In template order.
+    headers: Vec<HeaderTemplate>,
     used: BTreeSet<String>,
     hash: u128,
     /// The recipients file's name, for problems.
@@ -41,6 +40,18 @@ impl std::fmt::Debug for Campaign {
             .field("template", &self.template.path)
             .finish_non_exhaustive()
     }
+}
+
+/// One header of the template, compiled.
+#[derive(Debug)]
+struct HeaderTemplate {
+    name: String,
+    /// Its template's name in the plain registry.
+    key: String,
+    /// The columns it uses.
+    columns: BTreeSet<String>,
+    /// Its value when it uses none: such a header skips Handlebars.
+    literal: Option<String>,
 }
 
 /// One recipient's merged letter, ready to be built into a message.
@@ -211,8 +222,9 @@ impl Campaign {
 
         let mut headers = Vec::new();
         for h in &template.headers {
+            let key = format!("h:{}", h.name);
             plain
-                .register_template_string(&format!("h:{}", h.name), &h.value)
+                .register_template_string(&key, &h.value)
                 .map_err(|e| {
                     template.error(
                         h.line,
@@ -226,7 +238,12 @@ impl Campaign {
                 .map(|v| v.name)
                 .collect();
             let literal = (!h.value.contains("{{")).then(|| h.value.trim().to_string());
-            headers.push((h.name.clone(), cols, literal));
+            headers.push(HeaderTemplate {
+                name: h.name.clone(),
+                key,
+                columns: cols,
+                literal,
+            });
         }
         let used = vars.into_iter().map(|v| v.name).collect();
         let hash = xxhash_rust::xxh3::xxh3_128(template.source.as_bytes());
@@ -291,11 +308,12 @@ impl Campaign {
         let mut list_unsubscribe = None;
         let mut extra = Vec::new();
         let mut warnings = Vec::new();
-        for (name, cols, literal) in &self.headers {
-            let value = self.header_value(r, &ctx, name, cols, literal.as_deref())?;
+        for h in &self.headers {
+            let value = self.header_value(r, &ctx, h)?;
+            let name = &h.name;
             match name.as_str() {
                 "From" | "To" | "Reply-To" => {
-                    let m = self.mailbox(r, name, cols, &value)?;
+                    let m = self.mailbox(r, h, &value)?;
                     match name.as_str() {
                         "From" => from = Some(m),
                         "To" => to = Some(m),
@@ -313,7 +331,7 @@ impl Campaign {
                 }
                 "List-Unsubscribe" => {
                     if !value.is_ascii() {
-                        return Err(problem(cols.iter().next().map(String::as_str), "the List-Unsubscribe URL holds non-ASCII characters; percent-encode them".into()));
+                        return Err(problem(h.columns.iter().next().map(String::as_str), "the List-Unsubscribe URL holds non-ASCII characters; percent-encode them".into()));
                     }
                     let v = if value.starts_with('<') {
                         value
@@ -399,12 +417,12 @@ impl Campaign {
     /// a whole letter. Other problems of the row show when it is rendered.
     pub fn recipient(&self, r: &Recipient) -> std::result::Result<Mailbox, Problem> {
         let problem = |column: Option<&str>, message: String| self.problem(r, column, message);
-        let Some((name, cols, literal)) = self.headers.iter().find(|(n, _, _)| n == "To") else {
+        let Some(h) = self.headers.iter().find(|h| h.name == "To") else {
             return Err(problem(None, "the template has no To header".into()));
         };
         let ctx = Context::from(r.to_json());
-        let value = self.header_value(r, &ctx, name, cols, literal.as_deref())?;
-        self.mailbox(r, name, cols, &value)
+        let value = self.header_value(r, &ctx, h)?;
+        self.mailbox(r, h, &value)
     }
 
     /// A problem with row `r`, in the recipients file.
@@ -424,13 +442,13 @@ impl Campaign {
         &self,
         r: &Recipient,
         ctx: &Context,
-        name: &str,
-        cols: &BTreeSet<String>,
-        literal: Option<&str>,
+        h: &HeaderTemplate,
     ) -> std::result::Result<String, Problem> {
+        let name = &h.name;
         // A line break in a header value is an injection attempt or a paste
         // accident; lettre would panic on it (DESIGN.md 4).
-        if let Some(col) = cols
+        if let Some(col) = h
+            .columns
             .iter()
             .find(|c| r.get(c).is_some_and(|v| v.contains(['\r', '\n', '\0'])))
         {
@@ -442,11 +460,11 @@ impl Campaign {
                 ),
             ));
         }
-        let value = match literal {
-            Some(v) => v.to_string(),
+        let value = match &h.literal {
+            Some(v) => v.clone(),
             None => self
                 .plain
-                .render_with_context(&format!("h:{name}"), ctx)
+                .render_with_context(&h.key, ctx)
                 .map_err(|e| {
                     self.problem(r, None, format!("cannot render the {name} header: {e}"))
                 })?
@@ -468,11 +486,11 @@ impl Campaign {
     fn mailbox(
         &self,
         r: &Recipient,
-        name: &str,
-        cols: &BTreeSet<String>,
+        h: &HeaderTemplate,
         value: &str,
     ) -> std::result::Result<Mailbox, Problem> {
         Mailbox::parse(value).map_err(|e| {
+            let cols = &h.columns;
             let column = cols
                 .iter()
                 .find(|c| {
@@ -480,7 +498,7 @@ impl Campaign {
                         .is_some_and(|v| value == v || value.ends_with(&format!("<{v}>")))
                 })
                 .or(cols.iter().next());
-            self.problem(r, column.map(String::as_str), format!("{name}: {e}"))
+            self.problem(r, column.map(String::as_str), format!("{}: {e}", h.name))
         })
     }
 
