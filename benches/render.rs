@@ -16,12 +16,12 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use letterpress::campaign::Campaign;
-use letterpress::message::{self, Stamp};
-use letterpress::recipients::Recipients;
-use letterpress::run::{self, Clock};
-use letterpress::sink::{Delivered, FileSink, Formats, Outgoing, Sink};
-use letterpress::template::TemplateFile;
+use letterpress::compose::campaign::Campaign;
+use letterpress::compose::message::{self, Stamp};
+use letterpress::compose::recipients::Recipients;
+use letterpress::compose::template::TemplateFile;
+use letterpress::deliver::run::{self, Clock};
+use letterpress::deliver::sink::{Delivered, FileSink, Formats, Outgoing, Sink};
 
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/weremember.mjml");
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = letterpress::cli::Cli::parse();
-    let env = letterpress::config::Env::read();
-    ExitCode::from(letterpress::commands::main(cli, &env))
+    let cli = letterpress::cli::args::Cli::parse();
+    let env = letterpress::cli::config::Env::read();
+    ExitCode::from(letterpress::cli::commands::main(cli, &env))
 }

@@ -20,17 +20,17 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::campaign::{Campaign, Letter};
-use crate::dkim::Signer;
+use crate::compose::campaign::{Campaign, Letter};
+use crate::compose::message;
+use crate::compose::recipients::Recipients;
+use crate::deliver::dkim::Signer;
+use crate::deliver::journal::{Journal, NewEntry, State};
+use crate::deliver::run::Clock;
+use crate::deliver::smtp::{Attempt, Fatal, SetupError, SmtpSink};
 use crate::error::{Error, Result};
-use crate::journal::{Journal, NewEntry, State};
-use crate::message;
-use crate::recipients::Recipients;
 use crate::report::{Problem, Severity};
-use crate::run::Clock;
-use crate::smtp::{Attempt, Fatal, SetupError, SmtpSink};
 
-/// How a send runs, validated (see [`crate::config::SendConfig`]).
+/// How a send runs, validated (see [`crate::cli::config::SendConfig`]).
 #[derive(Debug, Clone)]
 pub struct Options {
     pub concurrency: usize,
@@ -545,18 +545,14 @@ fn deliver(
                     continue;
                 }
             };
-            let stamp = opts.clock.stamp(now, &letter);
+            let stamp = opts.clock.stamp(now, letter.fingerprint);
             let eml = match message::build(&letter.parts, &stamp) {
                 Ok(e) => e,
                 Err(too_long) => {
                     *rejected += 1;
-                    let p = Problem::new(
-                        Severity::Error,
-                        campaign.csv_name(),
-                        crate::run::too_long_message(&too_long),
-                    )
-                    .at_line(letter.line)
-                    .at_row(letter.row);
+                    let p = Problem::new(Severity::Error, campaign.csv_name(), too_long.message())
+                        .at_line(letter.line)
+                        .at_row(letter.row);
                     on_event(Event::Problem(&p));
                     continue;
                 }

@@ -6,32 +6,12 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::cli::{Input, RenderArgs, SendArgs, ServeArgs};
+use crate::cli::args::{Input, RenderArgs, SendArgs, ServeArgs};
+use crate::deliver::run::Clock;
+use crate::deliver::sink::Formats;
 use crate::error::{Error, Result};
-use crate::run::Clock;
-use crate::sink::Formats;
 
-/// A secret (the SMTP password) that never shows in `Debug`, logs or error
-/// messages: only [`Secret::expose`] gives the text, at the one place that
-/// needs it (AUTH).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Secret {
-        Secret(s)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use crate::secret::Secret;
 
 /// The variable the SMTP password is read from.
 pub const PASSWORD_VAR: &str = "LETTERPRESS_SMTP_PASSWORD";
@@ -57,19 +37,13 @@ impl Env {
             smtp_password: std::env::var(PASSWORD_VAR)
                 .ok()
                 .filter(|p| !p.is_empty())
-                .map(Secret),
+                .map(Secret::new),
             stdin_is_terminal: std::io::stdin().is_terminal(),
         }
     }
 }
 
-/// The input of any command.
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub template: PathBuf,
-    pub recipients: String,
-    pub delimiter: Option<u8>,
-}
+pub use crate::compose::campaign::Source;
 
 /// `letterpress render`, validated.
 #[derive(Debug, Clone)]
@@ -174,7 +148,7 @@ impl RenderConfig {
 #[derive(Debug, Clone)]
 pub struct SendConfig {
     pub source: Source,
-    pub smtp: crate::smtp::Server,
+    pub smtp: crate::deliver::smtp::Server,
     pub user: Option<String>,
     /// From the environment; `None` with a user means: ask.
     pub password: Option<Secret>,
@@ -188,7 +162,7 @@ pub struct SendConfig {
     pub failed_csv: Option<PathBuf>,
     pub dry_run: bool,
     pub dkim: Option<(PathBuf, String, String)>,
-    pub options: crate::send::Options,
+    pub options: crate::deliver::send::Options,
     pub quiet: bool,
     pub json: bool,
     /// Draw a progress bar (stderr is a terminal, not --quiet, not --json).
@@ -244,7 +218,7 @@ impl SendConfig {
     pub fn new(args: &SendArgs, env: &Env) -> Result<SendConfig> {
         let usage = Error::Usage;
         let source = Source::from_args(&args.input)?;
-        let smtp = crate::smtp::Server::parse(&args.smtp).map_err(usage)?;
+        let smtp = crate::deliver::smtp::Server::parse(&args.smtp).map_err(usage)?;
         let user = match (&args.smtp_user, &smtp.user) {
             (Some(a), Some(b)) if a != b => {
                 return Err(usage(format!(
@@ -273,7 +247,7 @@ impl SendConfig {
         let retry_delay =
             parse_duration(&args.retry_delay).map_err(|m| usage(format!("--retry-delay {m}")))?;
         if let Some(r) = &args.redirect_to {
-            crate::message::validate_address(r)
+            crate::compose::message::validate_address(r)
                 .map_err(|m| usage(format!("--redirect-to: {m}")))?;
         }
         let journal = match &args.journal {
@@ -317,7 +291,7 @@ impl SendConfig {
             failed_csv: args.failed_csv.clone(),
             dry_run: args.dry_run,
             dkim,
-            options: crate::send::Options {
+            options: crate::deliver::send::Options {
                 concurrency: args.concurrency,
                 interval,
                 retries: args.retries,
@@ -342,8 +316,8 @@ mod tests {
     use clap::Parser;
 
     fn render_args(argv: &[&str]) -> RenderArgs {
-        match crate::cli::Cli::parse_from(argv).command {
-            crate::cli::Command::Render(a) => a,
+        match crate::cli::args::Cli::parse_from(argv).command {
+            crate::cli::args::Command::Render(a) => a,
             _ => unreachable!(),
         }
     }
@@ -394,8 +368,8 @@ mod tests {
     }
 
     fn send_args(argv: &[&str]) -> SendArgs {
-        match crate::cli::Cli::parse_from(argv).command {
-            crate::cli::Command::Send(a) => *a,
+        match crate::cli::args::Cli::parse_from(argv).command {
+            crate::cli::args::Command::Send(a) => *a,
             _ => unreachable!(),
         }
     }

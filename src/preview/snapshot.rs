@@ -11,12 +11,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::campaign::Campaign;
-use crate::config::RenderConfig;
+use crate::compose::campaign::Campaign;
+use crate::compose::recipients::Recipients;
+use crate::deliver::run;
+use crate::deliver::sink::{file_stem, Delivered, Formats, Outgoing, Sink};
 use crate::error::{Error, Result};
-use crate::recipients::Recipients;
-use crate::run;
-use crate::sink::{file_stem, Delivered, Formats, Outgoing, Sink};
 
 /// What a person reads of one letter, as lines to diff.
 fn view(headers: Option<Vec<(String, String)>>, text: Option<&str>, html: Option<&str>) -> String {
@@ -325,11 +324,22 @@ impl Report {
     }
 }
 
+/// How `render --check` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub formats: Formats,
+    pub clock: crate::compose::stamp::Clock,
+    /// Name changed letters without their diffs.
+    pub quiet: bool,
+    /// `--update`: the folder may be missing (it is about to be written).
+    pub update: bool,
+}
+
 /// `letterpress render --check DIR`: renders `campaign` for `recipients`
 /// in memory and compares it with `dir`, printing the report on stdout
 /// (with `quiet`, the names of changed letters without their diffs).
 pub fn check(
-    config: &RenderConfig,
+    config: &Options,
     dir: &Path,
     campaign: &Campaign,
     recipients: Recipients,

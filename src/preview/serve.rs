@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::config::{ServeConfig, Source};
+use crate::compose::campaign::Source;
+use crate::deliver::run::{self, Clock, Summary};
+use crate::deliver::sink::{file_stem, Delivered, Outgoing, Sink};
 use crate::error::{Error, Result};
-use crate::gallery::{self, GalleryData};
-use crate::run::{self, Clock, Summary};
-use crate::sink::{file_stem, Delivered, Outgoing, Sink};
+use crate::preview::gallery::{self, GalleryData};
 
 /// How often the watched files are looked at.
 const POLL: Duration = Duration::from_millis(250);
@@ -77,7 +77,7 @@ struct Shared {
 
 /// Renders every letter into memory.
 fn render(source: &Source, clock: Clock) -> Result<(Rendered, Summary)> {
-    let (campaign, recipients) = crate::commands::open(source)?;
+    let (campaign, recipients) = source.open()?;
     let head = serde_json::json!({
         "letterpress": env!("CARGO_PKG_VERSION"),
         "template": source.template.display().to_string(),
@@ -134,8 +134,8 @@ fn rerender(shared: &Shared, source: &Source, clock: Clock) {
 }
 
 /// `letterpress serve`. Runs until the process is stopped.
-pub fn serve(config: &ServeConfig) -> Result<u8> {
-    let addr = format!("127.0.0.1:{}", config.port);
+pub fn serve(source: &Source, port: u16, clock: Clock) -> Result<u8> {
+    let addr = format!("127.0.0.1:{port}");
     let server = tiny_http::Server::http(&addr).map_err(|source| Error::Listen {
         addr: addr.clone(),
         source,
@@ -149,14 +149,14 @@ pub fn serve(config: &ServeConfig) -> Result<u8> {
         }),
         changed: Condvar::new(),
     });
-    let source = config.source.clone();
+    let source = source.clone();
     let watched = vec![
         source.template.clone(),
         source.template.with_extension("txt"),
         PathBuf::from(&source.recipients),
     ];
     let mut seen = fingerprint(&watched);
-    rerender(&shared, &source, config.clock);
+    rerender(&shared, &source, clock);
     println!(
         "serving the gallery of {} at http://{bound}/ (on 127.0.0.1 only: no other machine can \
          connect); watching {}, {} and {}; Ctrl-C stops",
@@ -166,7 +166,7 @@ pub fn serve(config: &ServeConfig) -> Result<u8> {
         watched[2].display(),
     );
 
-    let (watch_shared, clock) = (Arc::clone(&shared), config.clock);
+    let watch_shared = Arc::clone(&shared);
     std::thread::spawn(move || loop {
         std::thread::sleep(POLL);
         let now = fingerprint(&watched);

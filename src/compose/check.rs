@@ -2,16 +2,15 @@
 //! without writing a file. Template problems, columns, and every row merged
 //! in memory.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::campaign::{missing_variables, Campaign};
+use crate::compose::campaign::{missing_variables, Campaign};
+use crate::compose::recipients::{Duplicates, Recipients};
+use crate::compose::template::TemplateFile;
 use crate::error::Error;
-use crate::recipients::Recipients;
 use crate::report::{Problem, Severity};
-use crate::template::TemplateFile;
 
 /// All findings of one check.
 #[derive(Debug, Default, Serialize)]
@@ -92,30 +91,6 @@ fn problem_of(e: &Error) -> Problem {
             Problem::new(Severity::Error, path.display().to_string(), e.to_string())
         }
         Error::Smtp { message } => Problem::new(Severity::Error, "", message.clone()),
-    }
-}
-
-/// The addresses of a list seen so far, compared without case: the one
-/// duplicate rule `check` and the gallery share, in the same words.
-#[derive(Debug, Default)]
-pub struct Duplicates(HashMap<String, (usize, u64)>);
-
-impl Duplicates {
-    /// `None` the first time `address` is seen (remembered at `row` and
-    /// `line`); after that, the warning naming that first row.
-    pub fn note(&mut self, address: &str, row: usize, line: u64) -> Option<String> {
-        match self.0.entry(address.to_ascii_lowercase()) {
-            std::collections::hash_map::Entry::Occupied(first) => {
-                let (row, line) = *first.get();
-                Some(format!(
-                    "`{address}` is a duplicate of row {row} (line {line}); it will be sent once"
-                ))
-            }
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert((row, line));
-                None
-            }
-        }
     }
 }
 
@@ -212,16 +187,12 @@ pub fn check(template: &Path, recipients: &str, delimiter: Option<u8>) -> CheckR
                 }
                 // Build the message too: a header word too long for a line
                 // is only found there.
-                let stamp = crate::message::Stamp { date: 0, id: 0 };
-                if let Err(e) = crate::message::build(&letter.parts, &stamp) {
+                let stamp = crate::compose::message::Stamp { date: 0, id: 0 };
+                if let Err(e) = crate::compose::message::build(&letter.parts, &stamp) {
                     report.push(
-                        Problem::new(
-                            Severity::Error,
-                            csv.clone(),
-                            crate::run::too_long_message(&e),
-                        )
-                        .at_line(r.line)
-                        .at_row(r.row),
+                        Problem::new(Severity::Error, csv.clone(), e.message())
+                            .at_line(r.line)
+                            .at_row(r.row),
                     );
                 }
                 letter.warnings.into_iter().for_each(|w| report.push(w));

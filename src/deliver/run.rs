@@ -10,45 +10,13 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::campaign::{Campaign, Letter};
+use crate::compose::campaign::{Campaign, Letter};
+use crate::compose::message::{self, Stamp};
+use crate::compose::recipients::{Recipient, Recipients};
+pub use crate::compose::stamp::Clock;
+use crate::deliver::sink::{Delivered, Outgoing, Sink};
 use crate::error::{Error, Result};
-use crate::message::{self, Stamp};
-use crate::recipients::{Recipient, Recipients};
 use crate::report::{Problem, Severity};
-use crate::sink::{Delivered, Outgoing, Sink};
-
-/// Where Date and Message-ID come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Clock {
-    /// `--deterministic` / `SOURCE_DATE_EPOCH`: this date, ids from a hash of
-    /// the campaign and the recipient's fields.
-    Fixed(i64),
-    /// The system clock and random ids.
-    System,
-}
-
-impl Clock {
-    /// The stamp for one letter. The system date is read once per run, so
-    /// every letter of a run carries the same Date.
-    pub(crate) fn stamp(&self, now: i64, letter: &Letter) -> Stamp {
-        match self {
-            Clock::Fixed(date) => Stamp {
-                date: *date,
-                id: letter.fingerprint,
-            },
-            Clock::System => {
-                let mut bytes = [0u8; 16];
-                // Without randomness, fall back to the fingerprint mixed
-                // with the time: still unique per recipient and run.
-                let id = match getrandom::fill(&mut bytes) {
-                    Ok(()) => u128::from_le_bytes(bytes),
-                    Err(_) => letter.fingerprint ^ (now as u128) << 64,
-                };
-                Stamp { date: now, id }
-            }
-        }
-    }
-}
 
 /// What happened to one row, in the order of the file.
 #[derive(Debug)]
@@ -195,18 +163,14 @@ fn process(
         Ok(l) => l,
         Err(p) => return Outcome::Rejected(p),
     };
-    let stamp = clock.stamp(now, &letter);
+    let stamp = clock.stamp(now, letter.fingerprint);
     let eml = match message::build(&letter.parts, &stamp) {
         Ok(eml) => eml,
         Err(too_long) => {
             return Outcome::Rejected(
-                Problem::new(
-                    Severity::Error,
-                    campaign.csv_name(),
-                    too_long_message(&too_long),
-                )
-                .at_line(letter.line)
-                .at_row(letter.row),
+                Problem::new(Severity::Error, campaign.csv_name(), too_long.message())
+                    .at_line(letter.line)
+                    .at_row(letter.row),
             )
         }
     };
@@ -234,14 +198,6 @@ fn process(
                 .at_row(letter.row),
         ),
     }
-}
-
-/// The row problem for a header that cannot be folded into 998 characters.
-pub fn too_long_message(e: &message::TooLong) -> String {
-    format!(
-        "the {} header holds a word too long for one line (998 characters); shorten the value",
-        e.header
-    )
 }
 
 /// One entry of `manifest.json`.

@@ -4,22 +4,23 @@
 
 use std::io::Write;
 
-use crate::campaign::Campaign;
-use crate::cli::{CheckArgs, Cli, Command, StatusArgs};
-use crate::config::{Env, RenderConfig, SendConfig, ServeConfig, Source};
+use crate::cli::args::{CheckArgs, Cli, Command, StatusArgs};
+use crate::cli::config::{Env, RenderConfig, SendConfig, ServeConfig, Source};
+use crate::compose::campaign::Campaign;
+use crate::compose::recipients::Recipients;
+use crate::compose::template::TemplateFile;
+use crate::deliver::run::{self, Clock, Manifest, Outcome};
+use crate::deliver::sink::FileSink;
 use crate::error::{Error, Result};
-use crate::gallery::GalleryData;
-use crate::recipients::Recipients;
-use crate::run::{self, Clock, Manifest, Outcome};
-use crate::sink::FileSink;
-use crate::template::TemplateFile;
+use crate::preview::gallery::GalleryData;
 
 /// Runs a parsed command line; the result is the process exit code.
 pub fn main(cli: Cli, env: &Env) -> u8 {
     let result = match cli.command {
         Command::Render(args) => RenderConfig::new(&args, env).and_then(|c| render(&c)),
         Command::Check(args) => check(&args),
-        Command::Serve(args) => ServeConfig::new(&args, env).and_then(|c| crate::serve::serve(&c)),
+        Command::Serve(args) => ServeConfig::new(&args, env)
+            .and_then(|c| crate::preview::serve::serve(&c.source, c.port, c.clock)),
         Command::Send(args) => SendConfig::new(&args, env).and_then(|c| send(&c)),
         Command::Status(args) => status(&args),
     };
@@ -30,16 +31,6 @@ pub fn main(cli: Cli, env: &Env) -> u8 {
             e.exit_code()
         }
     }
-}
-
-/// Loads the template and the recipients and compiles the campaign: the
-/// common start of every command that renders.
-pub fn open(source: &Source) -> Result<(Campaign, Recipients)> {
-    let template = TemplateFile::load(&source.template)?;
-    let recipients = Recipients::open(&source.recipients, source.delimiter)?;
-    let name = recipients.name().to_string();
-    let campaign = Campaign::compile(template, recipients.columns(), &name)?;
-    Ok((campaign, recipients))
 }
 
 fn progress_bar(config: &RenderConfig) -> indicatif::ProgressBar {
@@ -60,9 +51,19 @@ fn progress_bar(config: &RenderConfig) -> indicatif::ProgressBar {
 
 /// `letterpress render`.
 pub fn render(config: &RenderConfig) -> Result<u8> {
-    let (campaign, recipients) = open(&config.source)?;
+    let (campaign, recipients) = config.source.open()?;
     if let Some(dir) = &config.check {
-        let report = crate::snapshot::check(config, dir, &campaign, recipients)?;
+        let report = crate::preview::snapshot::check(
+            &crate::preview::snapshot::Options {
+                formats: config.formats,
+                clock: config.clock,
+                quiet: config.quiet,
+                update: config.update,
+            },
+            dir,
+            &campaign,
+            recipients,
+        )?;
         if !config.update {
             return Ok(report.exit_code());
         }
@@ -77,7 +78,7 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
             ..config.clone()
         };
         let code = render(&write)?;
-        crate::snapshot::remove(dir, &report.removed)?;
+        crate::preview::snapshot::remove(dir, &report.removed)?;
         println!("updated  {}", dir.display());
         return Ok(code);
     }
@@ -97,8 +98,8 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
         Manifest::start(std::io::BufWriter::new(file), manifest_path.clone(), &head)?;
     let mut gallery = match config.formats.index {
         true => {
-            crate::gallery::write_page(&config.out)?;
-            let path = config.out.join(crate::gallery::DATA);
+            crate::preview::gallery::write_page(&config.out)?;
+            let path = config.out.join(crate::preview::gallery::DATA);
             let file = std::fs::File::create(&path).map_err(|source| Error::Write {
                 path: path.clone(),
                 source,
@@ -164,7 +165,8 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
 /// `letterpress check`.
 pub fn check(args: &CheckArgs) -> Result<u8> {
     let source = Source::from_args(&args.input)?;
-    let report = crate::check::check(&source.template, &source.recipients, source.delimiter);
+    let report =
+        crate::compose::check::check(&source.template, &source.recipients, source.delimiter);
     let mut out = std::io::stdout().lock();
     if args.json {
         let _ = serde_json::to_writer_pretty(&mut out, &report);
@@ -222,7 +224,7 @@ fn send_bar(config: &SendConfig) -> indicatif::ProgressBar {
 
 /// `letterpress send`.
 pub fn send(config: &SendConfig) -> Result<u8> {
-    use crate::send::{Event, Target};
+    use crate::deliver::send::{Event, Target};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -261,7 +263,7 @@ pub fn send(config: &SendConfig) -> Result<u8> {
                 source,
             })?;
             Some(
-                crate::dkim::Signer::new(&text, selector, domain).map_err(|message| {
+                crate::deliver::dkim::Signer::new(&text, selector, domain).map_err(|message| {
                     Error::Dkim {
                         path: path.clone(),
                         message,
@@ -271,8 +273,11 @@ pub fn send(config: &SendConfig) -> Result<u8> {
         }
         None => None,
     };
-    let journal =
-        crate::journal::Journal::open(&config.journal, config.dry_run, config.journal_sync)?;
+    let journal = crate::deliver::journal::Journal::open(
+        &config.journal,
+        config.dry_run,
+        config.journal_sync,
+    )?;
     let sink = if config.dry_run {
         None
     } else {
@@ -284,13 +289,13 @@ pub fn send(config: &SendConfig) -> Result<u8> {
                     config.smtp.host
                 ))
                 .map_err(|e| Error::Usage(format!("cannot read the password: {e}")))?;
-                Some(crate::config::Secret::new(p))
+                Some(crate::cli::config::Secret::new(p))
             }
             (Some(user), None) => {
                 return Err(Error::Usage(format!(
                     "the SMTP user `{user}` needs a password: set {} (standard input is \
                      not a terminal, so letterpress cannot ask)",
-                    crate::config::PASSWORD_VAR
+                    crate::cli::config::PASSWORD_VAR
                 )))
             }
             (None, _) => None,
@@ -302,14 +307,16 @@ pub fn send(config: &SendConfig) -> Result<u8> {
             })?),
             None => None,
         };
-        Some(crate::smtp::SmtpSink::open(crate::smtp::SmtpOptions {
-            server: config.smtp.clone(),
-            user: config.user.clone(),
-            password,
-            ca,
-            helo: helo.unwrap_or_else(|| "localhost".into()),
-            timeout: config.timeout,
-        })?)
+        Some(crate::deliver::smtp::SmtpSink::open(
+            crate::deliver::smtp::SmtpOptions {
+                server: config.smtp.clone(),
+                user: config.user.clone(),
+                password,
+                ca,
+                helo: helo.unwrap_or_else(|| "localhost".into()),
+                timeout: config.timeout,
+            },
+        )?)
     };
     let target = match &sink {
         Some(s) => Target::Smtp(s),
@@ -343,7 +350,7 @@ pub fn send(config: &SendConfig) -> Result<u8> {
             bar.suspend(|| eprintln!("{p}"));
         }
     };
-    let result = crate::send::send(
+    let result = crate::deliver::send::send(
         &campaign,
         &reopen,
         &journal,
@@ -406,7 +413,10 @@ pub fn send(config: &SendConfig) -> Result<u8> {
 
 /// Writes the failed rows of `journal`: the list's columns, then
 /// `smtp_code` and `smtp_reply`.
-fn write_failed_csv(journal: &crate::journal::Journal, path: &std::path::Path) -> Result<()> {
+fn write_failed_csv(
+    journal: &crate::deliver::journal::Journal,
+    path: &std::path::Path,
+) -> Result<()> {
     let err = |e: csv::Error| Error::Write {
         path: path.into(),
         source: std::io::Error::other(e.to_string()),
@@ -415,7 +425,7 @@ fn write_failed_csv(journal: &crate::journal::Journal, path: &std::path::Path) -
         .meta("columns")?
         .and_then(|c| serde_json::from_str(&c).ok())
         .unwrap_or_default();
-    let rows = journal.rows_in(&[crate::journal::State::Failed])?;
+    let rows = journal.rows_in(&[crate::deliver::journal::State::Failed])?;
     let mut w = csv::Writer::from_path(path).map_err(err)?;
     let mut head = columns.clone();
     head.extend(["smtp_code".to_string(), "smtp_reply".to_string()]);
@@ -441,7 +451,7 @@ pub fn status(args: &StatusArgs) -> Result<u8> {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such journal"),
         });
     }
-    let journal = crate::journal::Journal::open(&args.journal, true, false)?;
+    let journal = crate::deliver::journal::Journal::open(&args.journal, true, false)?;
     let counts = journal.counts()?;
     let total: usize = counts.iter().map(|(_, n)| n).sum();
     if let Some(path) = &args.failed_csv {
@@ -472,7 +482,7 @@ pub fn status(args: &StatusArgs) -> Result<u8> {
             let _ = writeln!(out, "{:<10} {n}", s.as_str());
         }
         let _ = writeln!(out, "{:<10} {total}", "total");
-        let ambiguous = journal.rows_in(&[crate::journal::State::Ambiguous])?;
+        let ambiguous = journal.rows_in(&[crate::deliver::journal::State::Ambiguous])?;
         for a in ambiguous.iter().take(20) {
             let _ = writeln!(out, "ambiguous: row {}: {}", a.row, a.reply);
         }

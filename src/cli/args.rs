@@ -1,4 +1,4 @@
-//! The command line as clap sees it: flags only, no behaviour. [`crate::config`]
+//! The command line as clap sees it: flags only, no behaviour. [`crate::cli::config`]
 //! turns it into a validated configuration.
 
 use std::path::PathBuf;

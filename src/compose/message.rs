@@ -9,16 +9,7 @@
 
 use std::fmt::Write as _;
 
-/// What makes a message unique in time: from the clock and a random source
-/// in a normal run, from `SOURCE_DATE_EPOCH` and a hash in a deterministic
-/// one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stamp {
-    /// Seconds since the Unix epoch, UTC.
-    pub date: i64,
-    /// 128 bits that make the Message-ID and the boundary.
-    pub id: u128,
-}
+pub use crate::compose::stamp::Stamp;
 
 /// A display name and an address, as in `Zofia Wiśniewska <z@example.org>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,42 +99,20 @@ pub struct TooLong {
     pub header: String,
 }
 
+impl TooLong {
+    /// The row problem's text.
+    pub fn message(&self) -> String {
+        format!(
+            "the {} header holds a word too long for one line (998 characters); shorten the value",
+            self.header
+        )
+    }
+}
+
 /// The longest header line we write when we can fold (RFC 5322 2.1.1).
 const FOLD_AT: usize = 78;
 /// The longest line SMTP allows.
 const MAX_LINE: usize = 998;
-
-impl Stamp {
-    pub fn message_id(&self, domain: &str) -> String {
-        format!("<{:032x}@{}>", self.id, domain)
-    }
-
-    /// Starts with `=_`, which quoted-printable never writes, so the boundary
-    /// cannot occur in a body.
-    pub fn boundary(&self) -> String {
-        format!("=_lp_{:032x}", self.id)
-    }
-
-    /// RFC 5322 date in UTC, e.g. `Thu, 01 Jan 1970 00:00:00 +0000`.
-    pub fn rfc5322_date(&self) -> String {
-        let dt = time::OffsetDateTime::from_unix_timestamp(self.date)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
-        format!(
-            "{}, {:02} {} {:04} {:02}:{:02}:{:02} +0000",
-            DAYS[dt.weekday().number_days_from_monday() as usize],
-            dt.day(),
-            MONTHS[dt.month() as usize - 1],
-            dt.year(),
-            dt.hour(),
-            dt.minute(),
-            dt.second()
-        )
-    }
-}
 
 /// Builds the whole message (`.eml` bytes, CRLF line ends, all ASCII).
 pub fn build(parts: &Parts, stamp: &Stamp) -> Result<Vec<u8>, TooLong> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::campaign::Letter;
+use crate::compose::campaign::Letter;
 use crate::error::{Error, Result};
 
 /// A built message on its way out.
@@ -39,7 +39,7 @@ pub struct Formats {
     pub html: bool,
     pub txt: bool,
     /// The preview gallery: `index.html` and `manifest.js` for the whole run
-    /// (not a per-recipient file; see [`crate::gallery`]).
+    /// (not a per-recipient file; see [`crate::preview::gallery`]).
     pub index: bool,
 }
 

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::compose::message::{Mailbox, Parts, Stamp};
+use crate::deliver::run::{Outcome, Summary};
 use crate::error::{Error, Result};
-use crate::message::{Mailbox, Parts, Stamp};
-use crate::run::{Outcome, Summary};
 
 /// The page's file name in the output folder.
 pub const PAGE: &str = "index.html";
@@ -37,7 +37,7 @@ pub fn write_page(dir: &Path) -> Result<()> {
 }
 
 /// The headers of a built message, decoded, in the order
-/// [`crate::message::build`] writes them (without MIME-Version and
+/// [`crate::compose::message::build`] writes them (without MIME-Version and
 /// Content-Type, which are the same for every letter).
 pub fn headers(parts: &Parts, stamp: &Stamp) -> Vec<(String, String)> {
     fn mailbox(m: &Mailbox) -> String {
@@ -92,7 +92,7 @@ struct Entry<'a> {
 }
 
 /// Writes [`DATA`] as the run goes, one line per row, so a long list costs
-/// no memory here (the same streaming as [`crate::run::Manifest`]). Unlike
+/// no memory here (the same streaming as [`crate::deliver::run::Manifest`]). Unlike
 /// `manifest.json`, rejected rows stay in row order with the letters: the
 /// gallery lists every recipient.
 ///
@@ -103,7 +103,7 @@ pub struct GalleryData<W: Write> {
     out: W,
     path: PathBuf,
     first: bool,
-    duplicates: crate::check::Duplicates,
+    duplicates: crate::compose::recipients::Duplicates,
 }
 
 impl<W: Write> GalleryData<W> {

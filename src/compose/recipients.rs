@@ -332,6 +332,30 @@ fn parse_header(name: &str, header: &csv::ByteRecord) -> Result<Columns> {
     Ok(Columns { names, index })
 }
 
+/// The addresses of a list seen so far, compared without case: the one
+/// duplicate rule `check` and the gallery share, in the same words.
+#[derive(Debug, Default)]
+pub struct Duplicates(HashMap<String, (usize, u64)>);
+
+impl Duplicates {
+    /// `None` the first time `address` is seen (remembered at `row` and
+    /// `line`); after that, the warning naming that first row.
+    pub fn note(&mut self, address: &str, row: usize, line: u64) -> Option<String> {
+        match self.0.entry(address.to_ascii_lowercase()) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                let (row, line) = *first.get();
+                Some(format!(
+                    "`{address}` is a duplicate of row {row} (line {line}); it will be sent once"
+                ))
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert((row, line));
+                None
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

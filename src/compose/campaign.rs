@@ -8,12 +8,33 @@ use std::collections::BTreeSet;
 
 use handlebars::{Context, Handlebars};
 
+use crate::compose::message::{Mailbox, Parts};
+use crate::compose::recipients::{Columns, Recipient};
+use crate::compose::template::{TemplateFile, Variable};
+use crate::compose::text;
 use crate::error::{Error, Result};
-use crate::message::{Mailbox, Parts};
-use crate::recipients::{Columns, Recipient};
 use crate::report::{Problem, Severity};
-use crate::template::{TemplateFile, Variable};
-use crate::text;
+
+/// Where a campaign's letters come from: the input of every command.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub template: std::path::PathBuf,
+    pub recipients: String,
+    pub delimiter: Option<u8>,
+}
+
+impl Source {
+    /// Loads the template and opens the list, and compiles the campaign
+    /// against the list's columns.
+    pub fn open(&self) -> Result<(Campaign, crate::compose::recipients::Recipients)> {
+        let template = TemplateFile::load(&self.template)?;
+        let recipients =
+            crate::compose::recipients::Recipients::open(&self.recipients, self.delimiter)?;
+        let name = recipients.name().to_string();
+        let campaign = Campaign::compile(template, recipients.columns(), &name)?;
+        Ok((campaign, recipients))
+    }
+}
 
 /// Gmail clips an HTML body near 102 KB; warn well before.
 pub const HTML_WARN_BYTES: usize = 90 * 1024;
@@ -61,7 +82,7 @@ pub struct Letter {
     pub line: u64,
     pub parts: Parts,
     /// The recipient's fields hashed with the campaign: the seed of a
-    /// deterministic [`crate::message::Stamp`].
+    /// deterministic [`crate::compose::message::Stamp`].
     pub fingerprint: u128,
     pub warnings: Vec<Problem>,
 }
@@ -232,7 +253,7 @@ impl Campaign {
                         false,
                     )
                 })?;
-            let cols = crate::template::variables_in(&h.value)
+            let cols = crate::compose::template::variables_in(&h.value)
                 .map_err(|(_, m)| template.error(h.line, m, false))?
                 .into_iter()
                 .map(|v| v.name)
@@ -583,7 +604,7 @@ fn decode_entities(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipients::Recipients;
+    use crate::compose::recipients::Recipients;
     use std::path::Path;
 
     const TEMPLATE: &str = "From: Sender <s@example.org>\nTo: {{name}} <{{email}}>\nSubject: Hi {{name}}\nX-Tag: fixed\n\n<mjml><mj-body><mj-section><mj-column>\n<mj-text>Dear {{name}}, <a href=\"https://x.org/?e={{email}}\">link</a></mj-text>\n</mj-column></mj-section></mj-body></mjml>\n";

@@ -2,7 +2,7 @@
 //! runtime, reused across messages and dropped after any error. tokio lives
 //! here and nowhere else. What a reply means for the recipient (retry,
 //! failed, ambiguous) is decided here; what to do about it (journal,
-//! backoff) is the pipeline's business ([`crate::send`]).
+//! backoff) is the pipeline's business ([`crate::deliver::send`]).
 //!
 //! Three traps of lettre 0.11.23 are avoided on purpose (DESIGN.md 5): we
 //! open the `TcpStream` ourselves with TCP_NODELAY (Nagle costs 40 ms per
@@ -25,9 +25,9 @@ use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Address;
 
-use crate::config::Secret;
+use crate::deliver::sink::{Delivered, Outgoing, Sink};
 use crate::error::{Error, Result};
-use crate::sink::{Delivered, Outgoing, Sink};
+use crate::secret::Secret;
 
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,13 @@
+//! Composing letters: the contact list ([`recipients`]), the template file
+//! ([`template`]), the compiled campaign and its per-recipient merge
+//! ([`campaign`], with the [`text`] part), the MIME message ([`message`]),
+//! Date and Message-ID ([`stamp`]), and the checks of a whole list
+//! ([`check`]). Nothing here sends, writes files or reads the clock.
+
+pub mod campaign;
+pub mod check;
+pub mod message;
+pub mod recipients;
+pub mod stamp;
+pub mod template;
+pub mod text;

@@ -1,0 +1,11 @@
+//! Delivering letters: the sinks they go to ([`sink`]: files; [`smtp`]),
+//! DKIM signing ([`dkim`]), the send journal ([`journal`]), the render
+//! pipeline ([`run`]) and sending ([`send`]: plan, then deliver). Uses
+//! [`crate::compose`]; nothing here is used by it.
+
+pub mod dkim;
+pub mod journal;
+pub mod run;
+pub mod send;
+pub mod sink;
+pub mod smtp;
