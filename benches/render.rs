@@ -21,7 +21,7 @@ use letterpress::compose::message::{self, Stamp};
 use letterpress::compose::recipients::Recipients;
 use letterpress::compose::template::TemplateFile;
 use letterpress::deliver::run::{self, Clock};
-use letterpress::deliver::sink::{Delivered, FileSink, Formats, Outgoing, Sink};
+use letterpress::deliver::sink::{FileSink, Formats, NullSink, Sink};
 
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/weremember.mjml");
 
@@ -90,15 +90,6 @@ fn open(csv: &Path) -> (Campaign, Recipients) {
     (campaign, recipients)
 }
 
-/// Discards messages: for measuring memory without the disk.
-struct NullSink;
-
-impl Sink for NullSink {
-    fn deliver(&self, out: &Outgoing<'_>) -> Result<Delivered, String> {
-        std::hint::black_box(out.eml.len());
-        Ok(Delivered::default())
-    }
-}
 
 fn peak_rss_kb() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -84,10 +84,11 @@ pub enum Error {
     #[error("journal {path}: {message}")]
     Changed { path: PathBuf, message: String },
 
-    /// The SMTP server cannot be used: unreachable, TLS, AUTH. Never holds
-    /// the password.
+    /// The destination cannot be used: the SMTP server is unreachable, TLS
+    /// or AUTH failed, the sendmail program is missing. Never holds the
+    /// password.
     #[error("{message}")]
-    Smtp { message: String },
+    Transport { message: String },
 
     #[error("DKIM key {path}: {message}")]
     Dkim { path: PathBuf, message: String },

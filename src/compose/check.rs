@@ -6,8 +6,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::compose::build::{Builder, Built};
 use crate::compose::campaign::{missing_variables, Campaign};
 use crate::compose::recipients::{Duplicates, Recipients};
+use crate::compose::stamp::Clock;
 use crate::compose::template::TemplateFile;
 use crate::error::Error;
 use crate::report::{Problem, Severity};
@@ -90,7 +92,7 @@ fn problem_of(e: &Error) -> Problem {
         Error::Journal { path, .. } | Error::Changed { path, .. } | Error::Dkim { path, .. } => {
             Problem::new(Severity::Error, path.display().to_string(), e.to_string())
         }
-        Error::Smtp { message } => Problem::new(Severity::Error, "", message.clone()),
+        Error::Transport { message } => Problem::new(Severity::Error, "", message.clone()),
     }
 }
 
@@ -176,21 +178,13 @@ pub fn check(template: &Path, recipients: &str, delimiter: Option<u8>) -> CheckR
                 report.fatal(&e);
             }
         }
-        match c.render(&r) {
-            Ok(letter) => {
+        // Built as render and send build it: a header word too long for a
+        // line is only found there.
+        match Builder::new(c, Clock::Fixed(0), 0).build(&r) {
+            Ok(Built { letter, .. }) => {
                 if let Some(warning) = duplicates.note(&letter.parts.to.address, r.row, r.line) {
                     report.push(
                         Problem::new(Severity::Warning, csv.clone(), warning)
-                            .at_line(r.line)
-                            .at_row(r.row),
-                    );
-                }
-                // Build the message too: a header word too long for a line
-                // is only found there.
-                let stamp = crate::compose::message::Stamp { date: 0, id: 0 };
-                if let Err(e) = crate::compose::message::build(&letter.parts, &stamp) {
-                    report.push(
-                        Problem::new(Severity::Error, csv.clone(), e.message())
                             .at_line(r.line)
                             .at_row(r.row),
                     );

@@ -4,6 +4,7 @@
 //! Date and Message-ID ([`stamp`]), and the checks of a whole list
 //! ([`check`]). Nothing here sends, writes files or reads the clock.
 
+pub mod build;
 pub mod campaign;
 pub mod check;
 pub mod message;

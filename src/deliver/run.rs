@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::compose::build::{Builder, Built};
 use crate::compose::campaign::{Campaign, Letter};
-use crate::compose::message::{self, Stamp};
+use crate::compose::message::Stamp;
 use crate::compose::recipients::{Recipient, Recipients};
 pub use crate::compose::stamp::Clock;
-use crate::deliver::sink::{Delivered, Outgoing, Sink};
+use crate::deliver::sink::{Delivered, Envelope, Sink};
 use crate::error::{Error, Result};
 use crate::report::{Problem, Severity};
 
@@ -71,12 +72,7 @@ pub fn run(
     mut progress: impl FnMut(u64, &Summary) + Send,
 ) -> Result<Summary> {
     let started = Instant::now();
-    let now = match clock {
-        Clock::Fixed(d) => d,
-        Clock::System => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
-    };
+    let builder = Builder::new(campaign, clock, clock.now());
     let mut summary = Summary::default();
     let mut verified = 0;
     let mut current = read_chunk(&mut recipients)?;
@@ -96,7 +92,7 @@ pub fn run(
         let (outcomes, serial) = rayon::join(
             || {
                 rows.into_par_iter()
-                    .map(|row| process(campaign, row, sink, clock, now))
+                    .map(|row| process(&builder, row, sink))
                     .collect::<Vec<Outcome>>()
             },
             || -> Result<Vec<std::result::Result<Recipient, Problem>>> {
@@ -153,49 +149,41 @@ fn tally(
 }
 
 fn process(
-    campaign: &Campaign,
+    builder: &Builder<'_>,
     row: std::result::Result<Recipient, Problem>,
     sink: &dyn Sink,
-    clock: Clock,
-    now: i64,
 ) -> Outcome {
-    let letter = match row.and_then(|r| campaign.render(&r)) {
-        Ok(l) => l,
+    let built = match row.and_then(|r| builder.build(&r)) {
+        Ok(b) => b,
         Err(p) => return Outcome::Rejected(p),
     };
-    let stamp = clock.stamp(now, letter.fingerprint);
-    let eml = match message::build(&letter.parts, &stamp) {
-        Ok(eml) => eml,
-        Err(too_long) => {
-            return Outcome::Rejected(
-                Problem::new(Severity::Error, campaign.csv_name(), too_long.message())
-                    .at_line(letter.line)
-                    .at_row(letter.row),
-            )
-        }
-    };
-    match sink.deliver(&Outgoing {
-        letter: &letter,
-        eml: &eml,
-    }) {
-        Ok(delivered) => {
+    match sink.deliver(&Envelope::of(&built), &built) {
+        Ok(receipt) => {
             // The bodies are the sink's business and are freed here, on the
             // thread that made them: freed on the reporting thread instead,
             // they fragment the heap and memory creeps up with the list.
-            let mut letter = letter;
+            let Built {
+                mut letter,
+                stamp,
+                eml,
+            } = built;
             letter.parts.html = String::new();
             letter.parts.text = String::new();
             Outcome::Done {
                 eml_size: eml.len(),
                 stamp,
                 letter: Box::new(letter),
-                delivered,
+                delivered: receipt.delivered,
             }
         }
-        Err(message) => Outcome::Rejected(
-            Problem::new(Severity::Error, campaign.csv_name(), message)
-                .at_line(letter.line)
-                .at_row(letter.row),
+        Err(failure) => Outcome::Rejected(
+            Problem::new(
+                Severity::Error,
+                builder.campaign.csv_name(),
+                failure.message(),
+            )
+            .at_line(built.letter.line)
+            .at_row(built.letter.row),
         ),
     }
 }

@@ -1,35 +1,107 @@
-//! Where built messages go. One trait, several sinks: files here, SMTP in
-//! its own module. A sink is called from several threads at once.
+//! The delivery seam, shaped like lettre's transports: a sink takes an
+//! envelope and a built letter and answers with a receipt, or with a
+//! [`Failure`] that says what happened (transient, permanent with the code
+//! and reply, ambiguous, fatal). Every destination is one implementation:
+//! files and the null sink here, SMTP in [`crate::deliver::smtp`], the local
+//! MTA in [`crate::deliver::sendmail`], and the preview's memory and
+//! snapshot sinks. What to do about a failure (journal, retry, pace) is the
+//! caller's business ([`crate::deliver::run`], [`crate::deliver::send`]).
+//! A sink is called from several threads at once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::compose::campaign::Letter;
+use crate::compose::build::Built;
 use crate::error::{Error, Result};
 
-/// A built message on its way out.
-#[derive(Debug)]
-pub struct Outgoing<'a> {
-    pub letter: &'a Letter,
-    /// The whole `.eml`, CRLF line ends.
-    pub eml: &'a [u8],
+/// Who a message is from and to, for the transport (SMTP's MAIL FROM and
+/// RCPT TO, sendmail's `-f` and its argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
 }
 
-/// What a sink did with one message, for the manifest.
+impl<'a> Envelope<'a> {
+    /// The letter's own From and To addresses.
+    pub fn of(built: &'a Built) -> Envelope<'a> {
+        Envelope {
+            from: &built.letter.parts.from.address,
+            to: &built.letter.parts.to.address,
+        }
+    }
+}
+
+/// What a sink did with one message.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The receiving end's word: the server's reply, or what the sink did.
+    pub reply: String,
+    /// The files written or compared, for the manifest (empty for SMTP).
+    pub delivered: Delivered,
+}
+
+/// Why a message was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Not delivered, safe to try again: a 4xx reply, a hang-up or timeout
+    /// before the body was complete, a busy server, an MTA's "try later".
+    Transient { code: Option<u16>, reply: String },
+    /// Refused for good (5xx, an MTA's "no such user"; `code` is the SMTP
+    /// reply code when there is one): this recipient failed; the run goes
+    /// on.
+    Permanent { code: Option<u16>, reply: String },
+    /// The message may or may not have been taken (a hang-up after the
+    /// body): never retried automatically.
+    Ambiguous { reason: String },
+    /// The destination cannot be used at all (login refused, TLS, an
+    /// unreachable server, an unwritable folder): the run stops.
+    Fatal(String),
+}
+
+impl Failure {
+    /// The reply or reason, one line.
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Transient { reply, .. } | Failure::Permanent { reply, .. } => reply,
+            Failure::Ambiguous { reason } => reason,
+            Failure::Fatal(m) => m,
+        }
+    }
+}
+
+/// The delivery interface of every destination.
+pub trait Sink: Sync {
+    /// Delivers one built message to `envelope.to`.
+    fn deliver(
+        &self,
+        envelope: &Envelope<'_>,
+        built: &Built,
+    ) -> std::result::Result<Receipt, Failure>;
+}
+
+/// Takes every message and does nothing: `send --dry-run`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullSink;
+
+impl Sink for NullSink {
+    fn deliver(&self, _: &Envelope<'_>, _: &Built) -> std::result::Result<Receipt, Failure> {
+        Ok(Receipt {
+            reply: "dry run: not sent".into(),
+            delivered: Delivered::default(),
+        })
+    }
+}
+
+/// What a sink wrote for one message, for the manifest.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
 pub struct Delivered {
     /// Format -> file name, relative to the output folder.
     pub files: BTreeMap<String, String>,
     /// Format -> size in bytes.
     pub sizes: BTreeMap<String, u64>,
-}
-
-/// The delivery interface shared by the file and SMTP sinks.
-pub trait Sink: Sync {
-    /// Delivers one message. An error here concerns this message only.
-    fn deliver(&self, out: &Outgoing<'_>) -> std::result::Result<Delivered, String>;
 }
 
 /// Which files [`FileSink`] writes per recipient.
@@ -146,11 +218,11 @@ pub fn file_stem(row: usize, address: &str) -> String {
 impl Formats {
     /// The files one letter makes in this selection, as (format, file
     /// name, bytes), named by [`file_stem`].
-    pub fn files<'a>(&self, out: &'a Outgoing<'_>) -> Vec<(&'static str, String, &'a [u8])> {
+    pub fn files<'a>(&self, out: &'a Built) -> Vec<(&'static str, String, &'a [u8])> {
         let stem = file_stem(out.letter.row, &out.letter.parts.to.address);
         let parts = &out.letter.parts;
         [
-            ("eml", self.eml, out.eml),
+            ("eml", self.eml, &out.eml[..]),
             ("html", self.html, parts.html.as_bytes()),
             ("txt", self.txt, parts.text.as_bytes()),
         ]
@@ -170,15 +242,20 @@ impl Delivered {
 }
 
 impl Sink for FileSink {
-    fn deliver(&self, out: &Outgoing<'_>) -> std::result::Result<Delivered, String> {
+    fn deliver(&self, _: &Envelope<'_>, out: &Built) -> std::result::Result<Receipt, Failure> {
         let mut d = Delivered::default();
         for (ext, name, bytes) in self.formats.files(out) {
             debug_assert!(!name.contains(['/', '\\']));
-            std::fs::write(self.dir.join(&name), bytes)
-                .map_err(|e| format!("cannot write {}: {e}", self.dir.join(&name).display()))?;
+            std::fs::write(self.dir.join(&name), bytes).map_err(|e| Failure::Permanent {
+                code: None,
+                reply: format!("cannot write {}: {e}", self.dir.join(&name).display()),
+            })?;
             d.record(ext, name, bytes);
         }
-        Ok(d)
+        Ok(Receipt {
+            reply: format!("written to {}", self.dir.display()),
+            delivered: d,
+        })
     }
 }
 

@@ -25,7 +25,8 @@ use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Address;
 
-use crate::deliver::sink::{Delivered, Outgoing, Sink};
+use crate::compose::build::Built;
+use crate::deliver::sink::{Delivered, Envelope, Failure, Receipt, Sink};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
@@ -239,12 +240,12 @@ impl SmtpSink {
             Security::StartTls | Security::Implicit => {
                 let mut b = TlsParameters::builder(opts.server.host.clone());
                 if let Some(pem) = &opts.ca {
-                    let cert = Certificate::from_pem(pem).map_err(|e| Error::Smtp {
+                    let cert = Certificate::from_pem(pem).map_err(|e| Error::Transport {
                         message: format!("--smtp-ca holds no usable PEM certificate: {e}"),
                     })?;
                     b = b.add_root_certificate(cert);
                 }
-                Some(b.build_rustls().map_err(|e| Error::Smtp {
+                Some(b.build_rustls().map_err(|e| Error::Transport {
                     message: format!("cannot set up TLS: {e}"),
                 })?)
             }
@@ -271,9 +272,9 @@ impl SmtpSink {
             let first = sink.lease().map(drop);
             match first {
                 Ok(()) => return Ok(sink),
-                Err(SetupError::Fatal(Fatal(m))) => return Err(Error::Smtp { message: m }),
+                Err(SetupError::Fatal(Fatal(m))) => return Err(Error::Transport { message: m }),
                 Err(SetupError::Transient(m)) if tries >= 2 => {
-                    return Err(Error::Smtp { message: m })
+                    return Err(Error::Transport { message: m })
                 }
                 Err(SetupError::Transient(_)) => {
                     tries += 1;
@@ -589,26 +590,30 @@ impl std::fmt::Display for Payload<'_> {
     }
 }
 
-/// Implements the [`Sink`] interface, so SMTP can stand wherever files do:
-/// the envelope is the letter's From and To.
+/// The SMTP sink behind the delivery seam: a connection is leased (an idle
+/// one, or a new one) for each message and goes back only after a complete
+/// transaction.
 impl Sink for SmtpSink {
-    fn deliver(&self, out: &Outgoing<'_>) -> std::result::Result<Delivered, String> {
+    fn deliver(
+        &self,
+        envelope: &Envelope<'_>,
+        built: &Built,
+    ) -> std::result::Result<Receipt, Failure> {
         let lease = self.lease().map_err(|e| match e {
-            SetupError::Fatal(Fatal(m)) | SetupError::Transient(m) => m,
+            SetupError::Fatal(Fatal(m)) => Failure::Fatal(m),
+            SetupError::Transient(reply) => Failure::Transient { code: None, reply },
         })?;
-        match lease.transact(
-            &out.letter.parts.from.address,
-            &out.letter.parts.to.address,
-            out.eml,
-        ) {
-            Attempt::Accepted { reply } => {
-                let mut d = Delivered::default();
-                d.files.insert("smtp".into(), reply);
-                d.sizes.insert("smtp".into(), out.eml.len() as u64);
-                Ok(d)
-            }
-            Attempt::Transient { reply, .. } | Attempt::Permanent { reply, .. } => Err(reply),
-            Attempt::Ambiguous { reason } => Err(reason),
+        match lease.transact(envelope.from, envelope.to, &built.eml) {
+            Attempt::Accepted { reply } => Ok(Receipt {
+                reply,
+                delivered: Delivered::default(),
+            }),
+            Attempt::Transient { code, reply } => Err(Failure::Transient { code, reply }),
+            Attempt::Permanent { code, reply } => Err(Failure::Permanent {
+                code: Some(code),
+                reply,
+            }),
+            Attempt::Ambiguous { reason } => Err(Failure::Ambiguous { reason }),
         }
     }
 }

@@ -14,9 +14,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::compose::build::Built;
 use crate::compose::campaign::Source;
 use crate::deliver::run::{self, Clock, Summary};
-use crate::deliver::sink::{file_stem, Delivered, Outgoing, Sink};
+use crate::deliver::sink::{file_stem, Delivered, Envelope, Failure, Receipt, Sink};
 use crate::error::{Error, Result};
 use crate::preview::gallery::{self, GalleryData};
 
@@ -35,7 +36,7 @@ struct MemorySink {
 }
 
 impl Sink for MemorySink {
-    fn deliver(&self, out: &Outgoing<'_>) -> std::result::Result<Delivered, String> {
+    fn deliver(&self, _: &Envelope<'_>, out: &Built) -> std::result::Result<Receipt, Failure> {
         let stem = file_stem(out.letter.row, &out.letter.parts.to.address);
         let mut d = Delivered::default();
         let mut files = self.files.lock().expect("no panics while held");
@@ -49,7 +50,10 @@ impl Sink for MemorySink {
             d.sizes.insert(ext.into(), body.len() as u64);
         }
         d.sizes.insert("eml".into(), out.eml.len() as u64);
-        Ok(d)
+        Ok(Receipt {
+            reply: "kept in memory".into(),
+            delivered: d,
+        })
     }
 }
 

@@ -11,10 +11,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::compose::build::Built;
 use crate::compose::campaign::Campaign;
 use crate::compose::recipients::Recipients;
 use crate::deliver::run;
-use crate::deliver::sink::{file_stem, Delivered, Formats, Outgoing, Sink};
+use crate::deliver::sink::{file_stem, Delivered, Envelope, Failure, Formats, Receipt, Sink};
 use crate::error::{Error, Result};
 
 /// What a person reads of one letter, as lines to diff.
@@ -192,9 +193,9 @@ impl SnapshotSink<'_> {
         ))
     }
 
-    fn new_view(&self, out: &Outgoing<'_>) -> String {
+    fn new_view(&self, out: &Built) -> String {
         if self.formats.eml {
-            return eml_view(out.eml);
+            return eml_view(&out.eml);
         }
         let p = &out.letter.parts;
         view(
@@ -206,7 +207,20 @@ impl SnapshotSink<'_> {
 }
 
 impl Sink for SnapshotSink<'_> {
-    fn deliver(&self, out: &Outgoing<'_>) -> std::result::Result<Delivered, String> {
+    fn deliver(&self, _: &Envelope<'_>, out: &Built) -> std::result::Result<Receipt, Failure> {
+        let delivered = self
+            .compare(out)
+            .map_err(|reply| Failure::Permanent { code: None, reply })?;
+        Ok(Receipt {
+            reply: "compared".into(),
+            delivered,
+        })
+    }
+}
+
+impl SnapshotSink<'_> {
+    /// Compares one letter with its files in the snapshot folder.
+    fn compare(&self, out: &Built) -> std::result::Result<Delivered, String> {
         let stem = file_stem(out.letter.row, &out.letter.parts.to.address);
         let mut d = Delivered::default();
         let (mut present, mut differ) = (0, Vec::new());
