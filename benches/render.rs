@@ -90,7 +90,6 @@ fn open(csv: &Path) -> (Campaign, Recipients) {
     (campaign, recipients)
 }
 
-
 fn peak_rss_kb() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status

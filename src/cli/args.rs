@@ -33,7 +33,8 @@ pub enum Command {
     /// template, its .txt part or the contacts change; the open page reloads.
     #[command(after_help = crate::exit::HELP)]
     Serve(ServeArgs),
-    /// Send one letter per contact over SMTP, journalled so that a re-run
+    /// Send one letter per contact over SMTP or through the local mail
+    /// server (--sendmail), journalled so that a re-run
     /// resumes without sending anyone the letter twice.
     #[command(after_help = crate::exit::HELP)]
     Send(Box<SendArgs>),
@@ -116,6 +117,7 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("transport").required(true).args(["smtp", "sendmail"])))]
 pub struct SendArgs {
     #[command(flatten)]
     pub input: Input,
@@ -124,7 +126,20 @@ pub struct SendArgs {
     /// (implicit TLS). An AUTH user may stand before the host (user@host);
     /// the password comes from LETTERPRESS_SMTP_PASSWORD or a prompt.
     #[arg(long, value_name = "URL")]
-    pub smtp: String,
+    pub smtp: Option<String>,
+    /// Hand each letter to the local mail server instead of SMTP: runs
+    /// `PATH -i -f FROM -- RCPT` per letter (Postfix, Exim and OpenSMTPD
+    /// all ship one); the server's queue then owns retries. PATH defaults
+    /// to /usr/sbin/sendmail; another is given as --sendmail=PATH.
+    #[arg(
+        long,
+        value_name = "PATH",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "/usr/sbin/sendmail",
+        conflicts_with_all = ["smtp_user", "smtp_ca", "helo"]
+    )]
+    pub sendmail: Option<PathBuf>,
     /// The AUTH user (instead of user@ in the URL).
     #[arg(long, value_name = "USER")]
     pub smtp_user: Option<String>,

@@ -5,12 +5,16 @@
 use std::io::Write;
 
 use crate::cli::args::{CheckArgs, Cli, Command, StatusArgs};
-use crate::cli::config::{Env, RenderConfig, SendConfig, ServeConfig, Source};
+use crate::cli::config::{Env, RenderConfig, SendConfig, ServeConfig, Source, Transport};
+use crate::compose::build::{Builder, Sign};
 use crate::compose::campaign::Campaign;
 use crate::compose::recipients::Recipients;
 use crate::compose::template::TemplateFile;
 use crate::deliver::run::{self, Clock, Manifest, Outcome};
+use crate::deliver::sendmail::SendmailSink;
 use crate::deliver::sink::FileSink;
+use crate::deliver::sink::{NullSink, Sink};
+use crate::deliver::smtp::{SmtpOptions, SmtpSink};
 use crate::error::{Error, Result};
 use crate::preview::gallery::GalleryData;
 
@@ -222,106 +226,82 @@ fn send_bar(config: &SendConfig) -> indicatif::ProgressBar {
     bar
 }
 
+/// The campaign of a send, and the From domain of its first row (the
+/// default EHLO name). The safety net of render runs first: a few rows
+/// merged both ways.
+fn compile_for_send(
+    source: &Source,
+    reopen: &dyn Fn() -> Result<Recipients>,
+) -> Result<(Campaign, Option<String>)> {
+    let template = TemplateFile::load(&source.template)?;
+    let mut first = reopen()?;
+    let csv_name = first.name().to_string();
+    let campaign = Campaign::compile(template, first.columns(), &csv_name)?;
+    let mut from_domain = None;
+    let mut n = 0;
+    while n < 3 {
+        match first.next_row()? {
+            Some(Ok(row)) => {
+                campaign.verify(&row)?;
+                if from_domain.is_none() {
+                    from_domain = campaign
+                        .render(&row)
+                        .ok()
+                        .map(|l| l.parts.from.domain().to_string());
+                }
+                n += 1;
+            }
+            Some(Err(_)) => {}
+            None => break,
+        }
+    }
+    Ok((campaign, from_domain))
+}
+
+/// The sink of `config`: opened (for SMTP: the first connection made, so
+/// that a wrong password or an unreachable server stops the run before
+/// anything is journalled), or the null sink of a dry run.
+fn open_sink(config: &SendConfig, from_domain: Option<String>) -> Result<Box<dyn Sink>> {
+    if config.dry_run {
+        return Ok(Box::new(NullSink));
+    }
+    Ok(match &config.transport {
+        Transport::Smtp {
+            server,
+            user,
+            password,
+            ca,
+            helo,
+            timeout,
+        } => Box::new(SmtpSink::open(SmtpOptions {
+            server: server.clone(),
+            user: user.clone(),
+            password: password.clone(),
+            ca: ca.clone(),
+            helo: helo
+                .clone()
+                .or(from_domain)
+                .unwrap_or_else(|| "localhost".into()),
+            timeout: *timeout,
+        })?),
+        Transport::Sendmail { path, timeout } => Box::new(SendmailSink::new(path, *timeout)?),
+    })
+}
+
 /// `letterpress send`.
 pub fn send(config: &SendConfig) -> Result<u8> {
-    use crate::deliver::send::{Event, Target};
+    use crate::deliver::send::{Event, Sending};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 
     let reopen = reopener(&config.source)?;
-    let template = TemplateFile::load(&config.source.template)?;
-    let first = reopen()?;
-    let csv_name = first.name().to_string();
-    let campaign = Campaign::compile(template, first.columns(), &csv_name)?;
-    // The safety net of render: a few rows merged both ways; and the EHLO
-    // name defaults to the From domain.
-    let mut helo = config.helo.clone();
-    {
-        let mut r = first;
-        let mut n = 0;
-        while n < 3 {
-            match r.next_row()? {
-                Some(Ok(row)) => {
-                    campaign.verify(&row)?;
-                    if helo.is_none() {
-                        helo = campaign
-                            .render(&row)
-                            .ok()
-                            .map(|l| l.parts.from.domain().to_string());
-                    }
-                    n += 1;
-                }
-                Some(Err(_)) => {}
-                None => break,
-            }
-        }
-    }
-    let signer = match &config.dkim {
-        Some((path, selector, domain)) => {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-                path: path.clone(),
-                source,
-            })?;
-            Some(
-                crate::deliver::dkim::Signer::new(&text, selector, domain).map_err(|message| {
-                    Error::Dkim {
-                        path: path.clone(),
-                        message,
-                    }
-                })?,
-            )
-        }
-        None => None,
-    };
+    let (campaign, from_domain) = compile_for_send(&config.source, &reopen)?;
+    let sink = open_sink(config, from_domain)?;
     let journal = crate::deliver::journal::Journal::open(
         &config.journal,
         config.dry_run,
         config.journal_sync,
     )?;
-    let sink = if config.dry_run {
-        None
-    } else {
-        let password = match (&config.user, &config.password) {
-            (Some(_), Some(p)) => Some(p.clone()),
-            (Some(user), None) if config.can_prompt => {
-                let p = rpassword::prompt_password(format!(
-                    "SMTP password for {user} at {}: ",
-                    config.smtp.host
-                ))
-                .map_err(|e| Error::Usage(format!("cannot read the password: {e}")))?;
-                Some(crate::cli::config::Secret::new(p))
-            }
-            (Some(user), None) => {
-                return Err(Error::Usage(format!(
-                    "the SMTP user `{user}` needs a password: set {} (standard input is \
-                     not a terminal, so letterpress cannot ask)",
-                    crate::cli::config::PASSWORD_VAR
-                )))
-            }
-            (None, _) => None,
-        };
-        let ca = match &config.ca {
-            Some(p) => Some(std::fs::read(p).map_err(|source| Error::Read {
-                path: p.clone(),
-                source,
-            })?),
-            None => None,
-        };
-        Some(crate::deliver::smtp::SmtpSink::open(
-            crate::deliver::smtp::SmtpOptions {
-                server: config.smtp.clone(),
-                user: config.user.clone(),
-                password,
-                ca,
-                helo: helo.unwrap_or_else(|| "localhost".into()),
-                timeout: config.timeout,
-            },
-        )?)
-    };
-    let target = match &sink {
-        Some(s) => Target::Smtp(s),
-        None => Target::DryRun,
-    };
 
     // Ctrl-C (or SIGTERM): stop taking recipients, finish those in flight.
     // A second one exits at once (in-flight ones are then ambiguous).
@@ -350,22 +330,29 @@ pub fn send(config: &SendConfig) -> Result<u8> {
             bar.suspend(|| eprintln!("{p}"));
         }
     };
-    let result = crate::deliver::send::send(
-        &campaign,
-        &reopen,
-        &journal,
-        target,
-        signer.as_ref(),
-        &config.options,
-        &stop,
-        &on_event,
-        &mut |plan| bar.set_length(plan.planned as u64),
-    );
+    let clock = config.options.clock;
+    let signer = config.signer.as_ref().map(|s| s as &dyn Sign);
+    let sending = Sending {
+        builder: Builder::new(&campaign, clock, clock.now()).signed_by(signer),
+        sink: sink.as_ref(),
+        journal: &journal,
+        options: &config.options,
+        stop: &stop,
+        on_event: &on_event,
+    };
+    let result = sending.run(&reopen, &mut |plan| bar.set_length(plan.planned as u64));
     bar.finish_and_clear();
     let summary = result?;
     if let Some(path) = &config.failed_csv {
         write_failed_csv(&journal, path)?;
     }
+    print_send_summary(config, &summary);
+    Ok(summary.exit_code())
+}
+
+/// The end of a send: the summary line (or JSON) on stdout, and why it
+/// stopped early on stderr.
+fn print_send_summary(config: &SendConfig, summary: &crate::deliver::send::Summary) {
     let mut out = std::io::stdout().lock();
     if config.json {
         let _ = serde_json::to_writer_pretty(&mut out, &summary);
@@ -408,7 +395,6 @@ pub fn send(config: &SendConfig) -> Result<u8> {
     if let Some(f) = &summary.fatal {
         eprintln!("letterpress: error: {f}; the journal is written: fix this and run the same command again to resume");
     }
-    Ok(summary.exit_code())
 }
 
 /// Writes the failed rows of `journal`: the list's columns, then

@@ -145,28 +145,79 @@ impl RenderConfig {
 }
 
 /// `letterpress send`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SendConfig {
     pub source: Source,
-    pub smtp: crate::deliver::smtp::Server,
-    pub user: Option<String>,
-    /// From the environment; `None` with a user means: ask.
-    pub password: Option<Secret>,
-    /// A password prompt can be shown.
-    pub can_prompt: bool,
-    pub ca: Option<PathBuf>,
-    pub helo: Option<String>,
-    pub timeout: std::time::Duration,
+    /// Where the letters go (not used by a dry run).
+    pub transport: Transport,
     pub journal: PathBuf,
     pub journal_sync: bool,
     pub failed_csv: Option<PathBuf>,
     pub dry_run: bool,
-    pub dkim: Option<(PathBuf, String, String)>,
+    /// The DKIM key, loaded.
+    pub signer: Option<crate::deliver::dkim::Signer>,
     pub options: crate::deliver::send::Options,
     pub quiet: bool,
     pub json: bool,
     /// Draw a progress bar (stderr is a terminal, not --quiet, not --json).
     pub progress: bool,
+}
+
+/// Where `send` hands the letters over, with everything loaded: the
+/// password (from the environment or the prompt), the CA file.
+#[derive(Debug)]
+pub enum Transport {
+    /// An SMTP server.
+    Smtp {
+        server: crate::deliver::smtp::Server,
+        user: Option<String>,
+        password: Option<Secret>,
+        /// The extra CA, PEM.
+        ca: Option<Vec<u8>>,
+        /// The EHLO name (default: the From domain).
+        helo: Option<String>,
+        timeout: std::time::Duration,
+    },
+    /// The local MTA's `sendmail` program.
+    Sendmail {
+        path: PathBuf,
+        timeout: std::time::Duration,
+    },
+}
+
+/// The SMTP password: from the environment, else asked for on a terminal.
+/// None without a user, or in a dry run (nothing connects).
+fn password(
+    user: Option<&str>,
+    server: &crate::deliver::smtp::Server,
+    env: &Env,
+    dry_run: bool,
+) -> Result<Option<Secret>> {
+    match (user, &env.smtp_password) {
+        (None, _) => Ok(None),
+        _ if dry_run => Ok(None),
+        (Some(_), Some(p)) => Ok(Some(p.clone())),
+        (Some(user), None) if env.stdin_is_terminal => {
+            let p = rpassword::prompt_password(format!(
+                "SMTP password for {user} at {}: ",
+                server.host
+            ))
+            .map_err(|e| Error::Usage(format!("cannot read the password: {e}")))?;
+            Ok(Some(Secret::new(p)))
+        }
+        (Some(user), None) => Err(Error::Usage(format!(
+            "the SMTP user `{user}` needs a password: set {PASSWORD_VAR} (standard input is \
+             not a terminal, so letterpress cannot ask)"
+        ))),
+    }
+}
+
+/// Reads a file the configuration names.
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Read {
+        path: path.into(),
+        source,
+    })
 }
 
 /// `30s`, `500ms`, `2m`, or a bare number of seconds.
@@ -218,16 +269,6 @@ impl SendConfig {
     pub fn new(args: &SendArgs, env: &Env) -> Result<SendConfig> {
         let usage = Error::Usage;
         let source = Source::from_args(&args.input)?;
-        let smtp = crate::deliver::smtp::Server::parse(&args.smtp).map_err(usage)?;
-        let user = match (&args.smtp_user, &smtp.user) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(usage(format!(
-                    "--smtp-user `{a}` and the user `{b}` in --smtp disagree; give one"
-                )))
-            }
-            (Some(u), _) | (None, Some(u)) => Some(u.clone()),
-            (None, None) => None,
-        };
         if args.concurrency == 0 || args.concurrency > 256 {
             return Err(usage("--concurrency takes 1 to 256".into()));
         }
@@ -273,24 +314,60 @@ impl SendConfig {
                 dir.join(format!("{stem}.{kind}.sqlite"))
             }
         };
-        let dkim = match (&args.dkim_key, &args.dkim_selector, &args.dkim_domain) {
-            (Some(k), Some(s), Some(d)) => Some((k.clone(), s.clone(), d.clone())),
+        let transport = match (&args.smtp, &args.sendmail) {
+            (Some(url), None) => {
+                let server = crate::deliver::smtp::Server::parse(url).map_err(usage)?;
+                let user = match (&args.smtp_user, &server.user) {
+                    (Some(a), Some(b)) if a != b => {
+                        return Err(usage(format!(
+                            "--smtp-user `{a}` and the user `{b}` in --smtp disagree; give one"
+                        )))
+                    }
+                    (Some(u), _) | (None, Some(u)) => Some(u.clone()),
+                    (None, None) => None,
+                };
+                let password = password(user.as_deref(), &server, env, args.dry_run)?;
+                let ca = match &args.smtp_ca {
+                    Some(p) if !args.dry_run => Some(read_file(p)?),
+                    _ => None,
+                };
+                Transport::Smtp {
+                    server,
+                    user,
+                    password,
+                    ca,
+                    helo: args.helo.clone(),
+                    timeout,
+                }
+            }
+            (None, Some(path)) => Transport::Sendmail {
+                path: path.clone(),
+                timeout,
+            },
+            _ => return Err(usage("give one of --smtp URL and --sendmail [PATH]".into())),
+        };
+        let signer = match (&args.dkim_key, &args.dkim_selector, &args.dkim_domain) {
+            (Some(path), Some(selector), Some(domain)) => {
+                let text = String::from_utf8_lossy(&read_file(path)?).into_owned();
+                Some(
+                    crate::deliver::dkim::Signer::new(&text, selector, domain).map_err(
+                        |message| Error::Dkim {
+                            path: path.clone(),
+                            message,
+                        },
+                    )?,
+                )
+            }
             _ => None,
         };
         Ok(SendConfig {
             source,
-            smtp,
-            user,
-            password: env.smtp_password.clone(),
-            can_prompt: env.stdin_is_terminal,
-            ca: args.smtp_ca.clone(),
-            helo: args.helo.clone(),
-            timeout,
+            transport,
             journal,
             journal_sync: args.journal_sync,
             failed_csv: args.failed_csv.clone(),
             dry_run: args.dry_run,
-            dkim,
+            signer,
             options: crate::deliver::send::Options {
                 concurrency: args.concurrency,
                 interval,
@@ -302,6 +379,7 @@ impl SendConfig {
                 limit: args.limit,
                 redirect_to: args.redirect_to.clone(),
                 clock: clock(env, args.deterministic)?,
+                dry_run: args.dry_run,
             },
             quiet: args.quiet,
             json: args.json,

@@ -243,6 +243,14 @@ fn relaxed_body(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The build step signs through this: every sender thread signs its own
+/// letters with the one shared key.
+impl crate::compose::build::Sign for Signer {
+    fn sign(&self, eml: &[u8], date: i64) -> Vec<u8> {
+        Signer::sign(self, eml, date)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,5 +7,6 @@ pub mod dkim;
 pub mod journal;
 pub mod run;
 pub mod send;
+pub mod sendmail;
 pub mod sink;
 pub mod smtp;

@@ -1,32 +1,33 @@
-//! Sending a campaign: plan against the journal, then render and hand each
-//! letter to the SMTP sink from `--concurrency` threads, journalling every
-//! step. The letters are exactly those of `render` ([`Campaign::render`],
-//! [`message::build`], the same [`Clock`]); only Date and Message-ID differ
-//! between runs.
+//! Sending a campaign: plan against the journal, then build and deliver
+//! each letter from `--concurrency` sender threads, journalling every step.
+//! The letters are exactly those of `render` (the one build step,
+//! [`Builder::build`]); only Date and Message-ID differ between runs. The
+//! destination is any [`Sink`] (SMTP, the local MTA, the null sink of a dry
+//! run): the plan, the journal, retries and pacing are written once, here.
 //!
-//! Two passes over the list. The plan pass merges every row (no MIME) to
-//! learn its address and fingerprint: it finds duplicates, rows the journal
-//! already settled, and rows whose data changed since the journal was
-//! written, and it writes the new ones as `pending`, all before anything is
-//! sent. The send pass streams the rows again, builds the letters on one
-//! thread a little ahead of the senders (a bounded channel keeps memory
-//! flat), and the sender threads journal `inflight` before MAIL FROM and the
-//! outcome after the reply.
+//! Two passes over the list. The plan pass merges every row's address (no
+//! MIME) to learn it and its fingerprint: it finds duplicates, rows the
+//! journal already settled, and rows whose data changed since the journal
+//! was written, and it writes the new ones as `pending`, all before anything
+//! is sent. The send pass streams the rows again: each sender takes the
+//! next planned row from the shared reader, builds and signs its letter on
+//! its own core, journals `inflight` before handing it to the sink and the
+//! outcome after the reply. No thread sits on the path of every message but
+//! the CSV reader, which is held for one row at a time.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::compose::campaign::{Campaign, Letter};
-use crate::compose::message;
-use crate::compose::recipients::Recipients;
-use crate::deliver::dkim::Signer;
-use crate::deliver::journal::{Journal, NewEntry, State};
-use crate::deliver::run::Clock;
-use crate::deliver::smtp::{Attempt, Fatal, SetupError, SmtpSink};
+use crate::compose::build::{Builder, Built};
+use crate::compose::campaign::Campaign;
+use crate::compose::recipients::{Recipient, Recipients};
+use crate::compose::stamp::Clock;
+use crate::deliver::journal::{Journal, Known, NewEntry, State};
+use crate::deliver::sink::{Envelope, Failure, Sink};
 use crate::error::{Error, Result};
 use crate::report::{Problem, Severity};
 
@@ -45,6 +46,8 @@ pub struct Options {
     pub limit: Option<usize>,
     pub redirect_to: Option<String>,
     pub clock: Clock,
+    /// `--dry-run`: build every letter, journal and send none.
+    pub dry_run: bool,
 }
 
 /// Something worth telling the user as it happens.
@@ -118,14 +121,23 @@ impl Summary {
     }
 }
 
-/// Where letters go: the server, or nowhere (`--dry-run`).
-#[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
-    Smtp(&'a SmtpSink),
-    DryRun,
+/// One send: what it builds with, where it delivers, what it journals in,
+/// and how the caller hears of it.
+pub struct Sending<'a> {
+    /// The campaign, the clock and the run's date, and the DKIM signer.
+    pub builder: Builder<'a>,
+    /// SMTP, the local MTA, or the null sink of a dry run.
+    pub sink: &'a dyn Sink,
+    pub journal: &'a Journal,
+    pub options: &'a Options,
+    /// Set by Ctrl-C: no new recipient is started, the messages in flight
+    /// finish.
+    pub stop: &'a AtomicBool,
+    /// Called from several threads.
+    pub on_event: &'a (dyn Fn(Event<'_>) + Sync),
 }
 
-/// What the plan pass learns of a row, without merging the letter.
+/// What the plan pass learns of a row, without building the letter.
 struct Planned {
     address: String,
     row: usize,
@@ -134,285 +146,563 @@ struct Planned {
     fields: Vec<String>,
 }
 
-/// The plan: which rows to send, in row order.
-struct Plan {
-    send: Vec<usize>,
-}
-
-fn key(letter: &Letter) -> String {
-    letter.parts.to.address.to_ascii_lowercase()
-}
-
 /// Rows merged in parallel per plan step.
 const CHUNK: usize = 512;
 
-/// Plans, then sends. `reopen` gives a fresh reader of the list (it is read
-/// twice). `stop` is set by Ctrl-C: no new recipient is started, the
-/// messages in flight finish. `on_event` is called from several threads.
-#[allow(clippy::too_many_arguments)]
-pub fn send(
-    campaign: &Campaign,
-    reopen: &dyn Fn() -> Result<Recipients>,
-    journal: &Journal,
-    target: Target<'_>,
-    signer: Option<&Signer>,
-    opts: &Options,
-    stop: &AtomicBool,
-    on_event: &(dyn Fn(Event<'_>) + Sync),
-    on_plan: &mut dyn FnMut(&Summary),
-) -> Result<Summary> {
-    let started = Instant::now();
-    let mut summary = Summary {
-        dry_run: matches!(target, Target::DryRun),
-        journal: journal.path().display().to_string(),
-        ..Summary::default()
-    };
-    let plan = plan(campaign, reopen()?, journal, opts, &mut summary, on_event)?;
-    summary.planned = plan.send.len();
-    on_plan(&summary);
-    if !plan.send.is_empty() {
-        deliver(
-            campaign,
-            reopen()?,
-            journal,
-            target,
-            signer,
-            opts,
-            &plan,
-            stop,
-            on_event,
-            &mut summary,
-        )?;
+impl Sending<'_> {
+    fn campaign(&self) -> &Campaign {
+        self.builder.campaign
     }
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
-}
 
-fn plan(
-    campaign: &Campaign,
-    mut recipients: Recipients,
-    journal: &Journal,
-    opts: &Options,
-    summary: &mut Summary,
-    on_event: &(dyn Fn(Event<'_>) + Sync),
-) -> Result<Plan> {
-    use rayon::prelude::*;
-    let hash = format!("{:032x}", campaign.hash());
-    let redirect = opts.redirect_to.clone().unwrap_or_default();
-    if let Some(was) = journal.meta("redirect_to")? {
-        if was != redirect {
-            let what = |r: &str| {
-                if r.is_empty() {
-                    "a real send".to_string()
-                } else {
-                    format!("a rehearsal to {r}")
-                }
-            };
-            return Err(Error::Journal {
+    fn problem(&self, severity: Severity, row: usize, line: u64, message: String) -> Problem {
+        Problem::new(severity, self.campaign().csv_name(), message)
+            .at_line(line)
+            .at_row(row)
+    }
+
+    /// Plans, then sends. `reopen` gives a fresh reader of the list (it is
+    /// read twice); `on_plan` hears the counts once the plan is made.
+    pub fn run(
+        &self,
+        reopen: &dyn Fn() -> Result<Recipients>,
+        on_plan: &mut dyn FnMut(&Summary),
+    ) -> Result<Summary> {
+        let started = Instant::now();
+        let mut summary = Summary {
+            dry_run: self.options.dry_run,
+            journal: self.journal.path().display().to_string(),
+            ..Summary::default()
+        };
+        let to_send = self.plan(reopen()?, &mut summary)?;
+        summary.planned = to_send.len();
+        on_plan(&summary);
+        if !to_send.is_empty() {
+            self.deliver_all(reopen()?, to_send, &mut summary)?;
+        }
+        summary.seconds = started.elapsed().as_secs_f64();
+        Ok(summary)
+    }
+
+    /// Refuses a journal written for another purpose or an older template;
+    /// says whether the template changed (allowed with `--force`).
+    fn check_journal(&self) -> Result<bool> {
+        let journal = self.journal;
+        let redirect = self.options.redirect_to.clone().unwrap_or_default();
+        if let Some(was) = journal.meta("redirect_to")? {
+            if was != redirect {
+                let what = |r: &str| {
+                    if r.is_empty() {
+                        "a real send".to_string()
+                    } else {
+                        format!("a rehearsal to {r}")
+                    }
+                };
+                return Err(Error::Journal {
+                    path: journal.path().into(),
+                    message: format!(
+                        "was written by {}, and this is {}; use another --journal",
+                        what(&was),
+                        what(&redirect)
+                    ),
+                });
+            }
+        }
+        let hash = format!("{:032x}", self.campaign().hash());
+        let template_changed = journal
+            .meta("template_hash")?
+            .is_some_and(|was| was != hash);
+        if template_changed && !self.options.force {
+            return Err(Error::Changed {
                 path: journal.path().into(),
                 message: format!(
-                    "was written by {}, and this is {}; use another --journal",
-                    what(&was),
-                    what(&redirect)
+                    "the template {} changed since this journal was written; the letters sent \
+                     so far differ from the rest. Pass --force to send the new version to \
+                     everyone not yet accepted, or use a new --journal",
+                    self.campaign().template().path.display()
                 ),
             });
         }
+        Ok(template_changed)
     }
-    let template_changed = journal
-        .meta("template_hash")?
-        .is_some_and(|was| was != hash);
-    if template_changed && !opts.force {
-        return Err(Error::Changed {
-            path: journal.path().into(),
-            message: format!(
-                "the template {} changed since this journal was written; the letters sent \
-                 so far differ from the rest. Pass --force to send the new version to \
-                 everyone not yet accepted, or use a new --journal",
-                campaign.template().path.display()
-            ),
-        });
-    }
-    let recovered = journal.recover()?;
-    let mut known = journal.known()?;
-    if recovered == 0 {
-        // In a dry run the file is not touched: read in-flight ones as ambiguous.
-        for k in known.values_mut() {
-            if k.state == State::Inflight {
-                k.state = State::Ambiguous;
-            }
-        }
-    }
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut changed: Vec<String> = Vec::new();
-    let mut send = Vec::new();
-    let mut chunk = Vec::with_capacity(CHUNK);
-    let mut entries: Vec<(String, Planned)> = Vec::new();
-    journal.plan_start()?;
-    let result = (|| -> Result<()> {
-        loop {
-            chunk.clear();
-            while chunk.len() < CHUNK {
-                match recipients.next_row()? {
-                    Some(r) => chunk.push(r),
-                    None => break,
+
+    /// The first pass: every row's address and fingerprint against the
+    /// journal. Returns the rows to send, in row order; new recipients are
+    /// journalled as pending, all in one transaction, before anything is
+    /// sent.
+    fn plan(&self, mut recipients: Recipients, summary: &mut Summary) -> Result<Vec<usize>> {
+        use rayon::prelude::*;
+        let journal = self.journal;
+        let template_changed = self.check_journal()?;
+        let recovered = journal.recover()?;
+        let mut known = journal.known()?;
+        if recovered == 0 {
+            // In a dry run the file is not touched: read in-flight ones as
+            // ambiguous.
+            for k in known.values_mut() {
+                if k.state == State::Inflight {
+                    k.state = State::Ambiguous;
                 }
             }
-            if chunk.is_empty() {
-                return Ok(());
-            }
-            let rendered: Vec<_> = chunk
-                .par_drain(..)
-                .map(|row| {
-                    row.and_then(|r| {
-                        let to = campaign.recipient(&r)?;
-                        Ok(Planned {
-                            address: to.address,
-                            row: r.row,
-                            line: r.line,
-                            fingerprint: campaign.fingerprint(&r),
-                            fields: r.fields,
+        }
+        let mut planner = Planner {
+            sending: self,
+            known,
+            template_changed,
+            seen: HashMap::new(),
+            changed: Vec::new(),
+            send: Vec::new(),
+        };
+        journal.plan_start()?;
+        let result = (|| -> Result<()> {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            loop {
+                chunk.clear();
+                while chunk.len() < CHUNK {
+                    match recipients.next_row()? {
+                        Some(r) => chunk.push(r),
+                        None => break,
+                    }
+                }
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+                let campaign = self.campaign();
+                let planned: Vec<_> = chunk
+                    .par_drain(..)
+                    .map(|row| {
+                        row.and_then(|r| {
+                            Ok(Planned {
+                                address: campaign.recipient(&r)?.address,
+                                row: r.row,
+                                line: r.line,
+                                fingerprint: campaign.fingerprint(&r),
+                                fields: r.fields,
+                            })
                         })
                     })
-                })
-                .collect();
-            entries.clear();
-            for item in rendered {
-                summary.rows += 1;
-                let letter = match item {
-                    Ok(x) => x,
-                    Err(p) => {
-                        summary.rejected += 1;
-                        on_event(Event::Problem(&p));
-                        continue;
-                    }
-                };
-                let k = letter.address.to_ascii_lowercase();
-                if let Some(first) = seen.get(&k) {
-                    summary.duplicates += 1;
-                    let p = Problem::new(
-                        Severity::Warning,
-                        campaign.csv_name(),
-                        format!(
-                            "{} is also on row {first}; it is sent once, for row {first}",
-                            letter.address
-                        ),
-                    )
-                    .at_line(letter.line)
-                    .at_row(letter.row);
-                    on_event(Event::Problem(&p));
-                    continue;
-                }
-                seen.insert(k.clone(), letter.row);
-                let state = match known.get(&k) {
-                    Some(was) => {
-                        if was.fingerprint != letter.fingerprint && !template_changed {
-                            changed.push(format!("row {} ({})", letter.row, k));
+                    .collect();
+                let mut entries = Vec::new();
+                for item in planned {
+                    summary.rows += 1;
+                    match item {
+                        Ok(p) => entries.extend(planner.consider(p, summary)),
+                        Err(p) => {
+                            summary.rejected += 1;
+                            (self.on_event)(Event::Problem(&p));
                         }
-                        was.state
-                    }
-                    None => State::Pending,
-                };
-                let go = match state {
-                    State::Accepted => {
-                        summary.already_accepted += 1;
-                        false
-                    }
-                    State::Ambiguous if !opts.resend_ambiguous => {
-                        summary.skipped_ambiguous += 1;
-                        let why = known
-                            .get(&k)
-                            .and_then(|w| w.reply.clone())
-                            .unwrap_or_default();
-                        let p = Problem::new(
-                            Severity::Warning,
-                            campaign.csv_name(),
-                            format!(
-                                "{} is ambiguous from an earlier run ({why}); not resent \
-                                 (check the inbox, or pass --resend-ambiguous)",
-                                letter.address
-                            ),
-                        )
-                        .at_line(letter.line)
-                        .at_row(letter.row);
-                        on_event(Event::Problem(&p));
-                        false
-                    }
-                    State::Failed if !opts.retry_failed => {
-                        summary.skipped_failed += 1;
-                        false
-                    }
-                    _ => true,
-                };
-                if go {
-                    if opts.limit.is_some_and(|n| send.len() >= n) {
-                        summary.held_back += 1;
-                    } else {
-                        send.push(letter.row);
                     }
                 }
-                entries.push((k, letter));
+                let batch: Vec<NewEntry<'_>> = entries
+                    .iter()
+                    .map(|(k, l)| NewEntry {
+                        address: k,
+                        row: l.row,
+                        line: l.line,
+                        fingerprint: l.fingerprint,
+                        fields: &l.fields,
+                    })
+                    .collect();
+                journal.add(&batch)?;
             }
-            let batch: Vec<NewEntry<'_>> = entries
-                .iter()
-                .map(|(k, l)| NewEntry {
-                    address: k,
-                    row: l.row,
-                    line: l.line,
-                    fingerprint: l.fingerprint,
-                    fields: &l.fields,
-                })
-                .collect();
-            journal.add(&batch)?;
+        })()
+        .and_then(|()| planner.refuse_changed())
+        .and_then(|()| match summary.rows {
+            0 => Err(Error::Recipients {
+                path: recipients.name().to_string(),
+                message: "has a header line but no contacts; add one line per contact".into(),
+            }),
+            _ => Ok(()),
+        });
+        if let Err(e) = result {
+            journal.plan_end(false)?;
+            return Err(e);
         }
-    })();
-    if let Err(e) = result {
-        journal.plan_end(false)?;
-        return Err(e);
+        let hash = format!("{:032x}", self.campaign().hash());
+        journal.set_meta("template_hash", &hash)?;
+        journal.set_meta(
+            "template",
+            &self.campaign().template().path.display().to_string(),
+        )?;
+        journal.set_meta("recipients", recipients.name())?;
+        journal.set_meta(
+            "columns",
+            &serde_json::to_string(recipients.columns().names()).expect("JSON"),
+        )?;
+        journal.set_meta(
+            "redirect_to",
+            self.options.redirect_to.as_deref().unwrap_or_default(),
+        )?;
+        journal.plan_end(true)?;
+        Ok(planner.send)
     }
-    if !changed.is_empty() && !opts.force {
-        journal.plan_end(false)?;
-        let n = changed.len();
-        let mut list = changed.into_iter().take(5).collect::<Vec<_>>().join(", ");
+
+    /// The second pass: the senders share the reader and each builds,
+    /// journals and delivers its own letters.
+    fn deliver_all(
+        &self,
+        recipients: Recipients,
+        to_send: Vec<usize>,
+        summary: &mut Summary,
+    ) -> Result<()> {
+        let feed = Mutex::new(Feed {
+            left: to_send.len(),
+            to_send: to_send.iter().copied().collect(),
+            recipients,
+            error: None,
+        });
+        let senders = Senders {
+            sending: self,
+            feed,
+            pace: Pace {
+                interval: self.options.interval,
+                next: Mutex::new(Instant::now()),
+            },
+            counters: Counters::default(),
+            fatal: Mutex::new(None),
+            journal_error: Mutex::new(None),
+            halt: AtomicBool::new(false),
+        };
+        std::thread::scope(|s| {
+            for _ in 0..self.options.concurrency.max(1) {
+                s.spawn(|| senders.sender());
+            }
+        });
+        let c = &senders.counters;
+        summary.accepted = c.accepted.load(Ordering::Relaxed);
+        summary.failed = c.failed.load(Ordering::Relaxed);
+        summary.ambiguous = c.ambiguous.load(Ordering::Relaxed);
+        summary.deferred = c.deferred.load(Ordering::Relaxed);
+        let rejected = c.rejected.load(Ordering::Relaxed);
+        summary.rejected += rejected;
+        summary.not_attempted = to_send
+            .len()
+            .saturating_sub(c.started.load(Ordering::Relaxed) + rejected);
+        summary.interrupted = self.stop.load(Ordering::Relaxed);
+        summary.fatal = senders.fatal.into_inner().expect("fatal");
+        if let Some(e) = senders.journal_error.into_inner().expect("journal error") {
+            return Err(e);
+        }
+        match senders.feed.into_inner().expect("feed").error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The plan's decisions, row by row.
+struct Planner<'s, 'a> {
+    sending: &'s Sending<'a>,
+    known: HashMap<String, Known>,
+    template_changed: bool,
+    /// Lower-cased address -> the first row that has it.
+    seen: HashMap<String, usize>,
+    /// Recipients whose data changed since the journal was written.
+    changed: Vec<String>,
+    /// The rows to send.
+    send: Vec<usize>,
+}
+
+impl Planner<'_, '_> {
+    /// Decides what to do with one row; returns its journal entry unless it
+    /// is a duplicate.
+    fn consider(&mut self, p: Planned, summary: &mut Summary) -> Option<(String, Planned)> {
+        let s = self.sending;
+        let opts = s.options;
+        let k = p.address.to_ascii_lowercase();
+        if let Some(first) = self.seen.get(&k) {
+            summary.duplicates += 1;
+            (s.on_event)(Event::Problem(&s.problem(
+                Severity::Warning,
+                p.row,
+                p.line,
+                format!(
+                    "{} is also on row {first}; it is sent once, for row {first}",
+                    p.address
+                ),
+            )));
+            return None;
+        }
+        self.seen.insert(k.clone(), p.row);
+        let state = match self.known.get(&k) {
+            Some(was) => {
+                if was.fingerprint != p.fingerprint && !self.template_changed {
+                    self.changed.push(format!("row {} ({})", p.row, k));
+                }
+                was.state
+            }
+            None => State::Pending,
+        };
+        let go = match state {
+            State::Accepted => {
+                summary.already_accepted += 1;
+                false
+            }
+            State::Ambiguous if !opts.resend_ambiguous => {
+                summary.skipped_ambiguous += 1;
+                let why = self
+                    .known
+                    .get(&k)
+                    .and_then(|w| w.reply.clone())
+                    .unwrap_or_default();
+                (s.on_event)(Event::Problem(&s.problem(
+                    Severity::Warning,
+                    p.row,
+                    p.line,
+                    format!(
+                        "{} is ambiguous from an earlier run ({why}); not resent \
+                         (check the inbox, or pass --resend-ambiguous)",
+                        p.address
+                    ),
+                )));
+                false
+            }
+            State::Failed if !opts.retry_failed => {
+                summary.skipped_failed += 1;
+                false
+            }
+            _ => true,
+        };
+        if go {
+            if opts.limit.is_some_and(|n| self.send.len() >= n) {
+                summary.held_back += 1;
+            } else {
+                self.send.push(p.row);
+            }
+        }
+        Some((k, p))
+    }
+
+    /// Stops the send when recipients' data changed, unless `--force`.
+    fn refuse_changed(&self) -> Result<()> {
+        if self.changed.is_empty() || self.sending.options.force {
+            return Ok(());
+        }
+        let n = self.changed.len();
+        let mut list = self
+            .changed
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         if n > 5 {
             list.push_str(&format!(" and {} more", n - 5));
         }
-        return Err(Error::Changed {
-            path: journal.path().into(),
+        Err(Error::Changed {
+            path: self.sending.journal.path().into(),
             message: format!(
                 "the data of {n} recipient(s) changed since this journal was written: {list}. \
                  Pass --force to send the new data to those not yet accepted (accepted ones \
                  are never sent again), or use a new --journal"
             ),
-        });
+        })
     }
-    if summary.rows == 0 {
-        journal.plan_end(false)?;
-        return Err(Error::Recipients {
-            path: recipients.name().to_string(),
-            message: "has a header line but no contacts; add one line per contact".into(),
-        });
-    }
-    journal.set_meta("template_hash", &hash)?;
-    journal.set_meta("template", &campaign.template().path.display().to_string())?;
-    journal.set_meta("recipients", recipients.name())?;
-    journal.set_meta(
-        "columns",
-        &serde_json::to_string(recipients.columns().names()).expect("JSON"),
-    )?;
-    journal.set_meta("redirect_to", &redirect)?;
-    journal.plan_end(true)?;
-    Ok(Plan { send })
 }
 
-/// A letter built and ready to go.
-struct Job {
-    key: String,
-    row: usize,
-    line: u64,
-    from: String,
-    to: String,
-    message_id: String,
-    eml: Vec<u8>,
+/// The list, read once more by the senders in turn.
+struct Feed {
+    recipients: Recipients,
+    to_send: HashSet<usize>,
+    /// Planned rows not yet handed out.
+    left: usize,
+    /// The list could not be read to the end.
+    error: Option<Error>,
+}
+
+impl Feed {
+    /// The next planned row, or `None` when all are handed out.
+    fn next(&mut self) -> Option<Recipient> {
+        while self.left > 0 && self.error.is_none() {
+            match self.recipients.next_row() {
+                Ok(Some(Ok(r))) if self.to_send.contains(&r.row) => {
+                    self.left -= 1;
+                    return Some(r);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(e) => self.error = Some(e),
+            }
+        }
+        None
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicUsize,
+    failed: AtomicUsize,
+    ambiguous: AtomicUsize,
+    deferred: AtomicUsize,
+    started: AtomicUsize,
+    /// Rows the plan took that could not be built.
+    rejected: AtomicUsize,
+}
+
+/// What the sender threads share.
+struct Senders<'s, 'a> {
+    sending: &'s Sending<'a>,
+    feed: Mutex<Feed>,
+    pace: Pace,
+    counters: Counters,
+    fatal: Mutex<Option<String>>,
+    journal_error: Mutex<Option<Error>>,
+    /// A fatal or journal error: every sender stops.
+    halt: AtomicBool,
+}
+
+impl Senders<'_, '_> {
+    fn stopped(&self) -> bool {
+        self.sending.stop.load(Ordering::Relaxed) || self.halt.load(Ordering::Relaxed)
+    }
+
+    fn set_fatal(&self, m: String) {
+        let mut f = self.fatal.lock().expect("fatal");
+        if f.is_none() {
+            *f = Some(m);
+        }
+        self.halt.store(true, Ordering::Relaxed);
+    }
+
+    /// Notes a journal error (and stops everyone); false when there was one.
+    fn journalled(&self, r: Result<()>) -> bool {
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                let mut je = self.journal_error.lock().expect("journal error");
+                if je.is_none() {
+                    *je = Some(e);
+                }
+                self.halt.store(true, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// One sender thread: take a row, build its letter, deliver it; until
+    /// the list is done or the run stops.
+    fn sender(&self) {
+        let s = self.sending;
+        while !self.stopped() {
+            let Some(r) = self.feed.lock().expect("feed").next() else {
+                return;
+            };
+            let built = match s.builder.build(&r) {
+                Ok(b) => b,
+                Err(p) => {
+                    // The plan checked the address only: other problems of
+                    // the row (a bad From, a failing helper) show here.
+                    self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    (s.on_event)(Event::Problem(&p));
+                    continue;
+                }
+            };
+            for w in &built.letter.warnings {
+                (s.on_event)(Event::Problem(w));
+            }
+            if s.options.dry_run {
+                self.counters.started.fetch_add(1, Ordering::Relaxed);
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                (s.on_event)(Event::Progress);
+                continue;
+            }
+            self.pace.wait(s.stop);
+            if self.stopped() {
+                return;
+            }
+            if !self.deliver(&built) {
+                return;
+            }
+        }
+    }
+
+    /// Stops the run because the destination cannot be used; the letter
+    /// was not handed over, so it is journalled as deferred and the next
+    /// run sends it. Returns false: this sender stops.
+    fn stop_for(&self, key: &str, why: String) -> bool {
+        self.counters.deferred.fetch_add(1, Ordering::Relaxed);
+        self.journalled(
+            self.sending
+                .journal
+                .finish(key, State::Deferred, None, &why),
+        );
+        self.set_fatal(why);
+        false
+    }
+
+    /// Delivers one letter, retrying transient failures; journals each
+    /// attempt. False when this sender must stop.
+    fn deliver(&self, built: &Built) -> bool {
+        let s = self.sending;
+        let (opts, journal, c) = (s.options, s.journal, &self.counters);
+        let key = built.letter.parts.to.address.to_ascii_lowercase();
+        let envelope = Envelope {
+            to: opts
+                .redirect_to
+                .as_deref()
+                .unwrap_or(&built.letter.parts.to.address),
+            ..Envelope::of(built)
+        };
+        let (row, line) = (built.letter.row, built.letter.line);
+        let report = |sev, m: String| (s.on_event)(Event::Problem(&s.problem(sev, row, line, m)));
+        let message_id = built.message_id();
+        let mut tries = 0u32;
+        loop {
+            if !self.journalled(journal.begin(&key, &message_id)) {
+                return false;
+            }
+            if tries == 0 {
+                c.started.fetch_add(1, Ordering::Relaxed);
+            }
+            let (state, code, reply) = match s.sink.deliver(&envelope, built) {
+                Ok(receipt) => {
+                    c.accepted.fetch_add(1, Ordering::Relaxed);
+                    (State::Accepted, None, receipt.reply)
+                }
+                Err(Failure::Permanent { code, reply }) => {
+                    c.failed.fetch_add(1, Ordering::Relaxed);
+                    report(Severity::Error, format!("{}: failed: {reply}", envelope.to));
+                    (State::Failed, code, reply)
+                }
+                Err(Failure::Ambiguous { reason }) => {
+                    c.ambiguous.fetch_add(1, Ordering::Relaxed);
+                    report(
+                        Severity::Warning,
+                        format!("{}: ambiguous: {reason}", envelope.to),
+                    );
+                    (State::Ambiguous, None, reason)
+                }
+                Err(Failure::Fatal(m)) => return self.stop_for(&key, m),
+                // No reply at all, every time (the server is down or does
+                // not greet, the MTA cannot queue): the destination, not
+                // this recipient, is the trouble; stop rather than fail
+                // everyone in turn.
+                Err(Failure::Transient { code: None, reply }) if tries >= opts.retries => {
+                    return self.stop_for(&key, format!("{reply} (after {} attempts)", tries + 1))
+                }
+                Err(Failure::Transient { code, reply }) if tries < opts.retries => {
+                    if !self.journalled(journal.finish(&key, State::Deferred, code, &reply)) {
+                        return false;
+                    }
+                    sleep_until(Instant::now() + backoff(opts.retry_delay, tries), s.stop);
+                    tries += 1;
+                    if self.stopped() {
+                        c.deferred.fetch_add(1, Ordering::Relaxed);
+                        return false;
+                    }
+                    continue;
+                }
+                Err(Failure::Transient { code, reply }) => {
+                    let reply = format!("{reply} (gave up after {} attempts)", tries + 1);
+                    c.failed.fetch_add(1, Ordering::Relaxed);
+                    report(Severity::Error, format!("{}: failed: {reply}", envelope.to));
+                    (State::Failed, code, reply)
+                }
+            };
+            let ok = self.journalled(journal.finish(&key, state, code, &reply));
+            (s.on_event)(Event::Progress);
+            return ok;
+        }
+    }
 }
 
 /// The pacing of `--rate`: each sender reserves the next start time.
@@ -453,297 +743,6 @@ fn backoff(base: Duration, n: u32) -> Duration {
     let r = getrandom::fill(&mut b).map_or(0.5, |()| u16::from_le_bytes(b) as f64 / 65535.0);
     let d = base.as_secs_f64() * 2f64.powi(n.min(16) as i32) * (0.5 + r);
     Duration::from_secs_f64(d.min(600.0))
-}
-
-#[derive(Default)]
-struct Counters {
-    accepted: AtomicUsize,
-    failed: AtomicUsize,
-    ambiguous: AtomicUsize,
-    deferred: AtomicUsize,
-    started: AtomicUsize,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn deliver(
-    campaign: &Campaign,
-    mut recipients: Recipients,
-    journal: &Journal,
-    target: Target<'_>,
-    signer: Option<&Signer>,
-    opts: &Options,
-    plan: &Plan,
-    stop: &AtomicBool,
-    on_event: &(dyn Fn(Event<'_>) + Sync),
-    summary: &mut Summary,
-) -> Result<()> {
-    let now = match opts.clock {
-        Clock::Fixed(d) => d,
-        Clock::System => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
-    };
-    let concurrency = opts.concurrency.max(1);
-    let (tx, rx) = mpsc::sync_channel::<Job>((concurrency * 2).max(16));
-    // Shared by the senders only: when the last one stops (Ctrl-C, a fatal
-    // error) the receiver is dropped and the producer's send fails at once.
-    let rx = std::sync::Arc::new(Mutex::new(rx));
-    let counters = Counters::default();
-    let fatal: Mutex<Option<String>> = Mutex::new(None);
-    let journal_error: Mutex<Option<Error>> = Mutex::new(None);
-    let halt = AtomicBool::new(false);
-    let pace = Pace {
-        interval: opts.interval,
-        next: Mutex::new(Instant::now()),
-    };
-    let to_send: HashSet<usize> = plan.send.iter().copied().collect();
-    let stopped = || stop.load(Ordering::Relaxed) || halt.load(Ordering::Relaxed);
-    let mut rejected = 0usize;
-
-    let produce_result = std::thread::scope(|s| -> Result<()> {
-        for _ in 0..concurrency {
-            let rx = std::sync::Arc::clone(&rx);
-            let (pace, counters, fatal, journal_error, halt) =
-                (&pace, &counters, &fatal, &journal_error, &halt);
-            s.spawn(move || {
-                sender(
-                    &rx,
-                    journal,
-                    target,
-                    opts,
-                    pace,
-                    counters,
-                    fatal,
-                    journal_error,
-                    halt,
-                    stop,
-                    campaign,
-                    on_event,
-                )
-            });
-        }
-        drop(rx);
-        // Build on this thread, a little ahead of the senders.
-        let mut left = to_send.len();
-        let rejected = &mut rejected;
-        while left > 0 && !stopped() {
-            let Some(row) = recipients.next_row()? else {
-                break;
-            };
-            let Ok(r) = row else { continue };
-            if !to_send.contains(&r.row) {
-                continue;
-            }
-            left -= 1;
-            let letter = match campaign.render(&r) {
-                Ok(l) => l,
-                Err(p) => {
-                    // The plan checked the address only: other problems of
-                    // the row (a bad From, a failing helper) show here.
-                    *rejected += 1;
-                    on_event(Event::Problem(&p));
-                    continue;
-                }
-            };
-            let stamp = opts.clock.stamp(now, letter.fingerprint);
-            let eml = match message::build(&letter.parts, &stamp) {
-                Ok(e) => e,
-                Err(too_long) => {
-                    *rejected += 1;
-                    let p = Problem::new(Severity::Error, campaign.csv_name(), too_long.message())
-                        .at_line(letter.line)
-                        .at_row(letter.row);
-                    on_event(Event::Problem(&p));
-                    continue;
-                }
-            };
-            let eml = match signer {
-                Some(sg) => sg.sign(&eml, now),
-                None => eml,
-            };
-            let job = Job {
-                key: key(&letter),
-                row: letter.row,
-                line: letter.line,
-                from: letter.parts.from.address.clone(),
-                to: opts
-                    .redirect_to
-                    .clone()
-                    .unwrap_or_else(|| letter.parts.to.address.clone()),
-                message_id: stamp.message_id(letter.parts.from.domain()),
-                eml,
-            };
-            if tx.send(job).is_err() {
-                break;
-            }
-        }
-        drop(tx);
-        Ok(())
-    });
-    // Channel closed: the senders have drained it (or stopped) and exited.
-    let accepted = counters.accepted.load(Ordering::Relaxed);
-    let failed = counters.failed.load(Ordering::Relaxed);
-    let ambiguous = counters.ambiguous.load(Ordering::Relaxed);
-    let deferred = counters.deferred.load(Ordering::Relaxed);
-    summary.accepted = accepted;
-    summary.failed = failed;
-    summary.ambiguous = ambiguous;
-    summary.deferred = deferred;
-    summary.rejected += rejected;
-    summary.not_attempted = plan
-        .send
-        .len()
-        .saturating_sub(counters.started.load(Ordering::Relaxed) + rejected);
-    summary.interrupted = stop.load(Ordering::Relaxed);
-    summary.fatal = fatal.into_inner().expect("fatal");
-    if let Some(e) = journal_error.into_inner().expect("journal error") {
-        return Err(e);
-    }
-    produce_result
-}
-
-#[allow(clippy::too_many_arguments)]
-fn sender(
-    rx: &Mutex<mpsc::Receiver<Job>>,
-    journal: &Journal,
-    target: Target<'_>,
-    opts: &Options,
-    pace: &Pace,
-    counters: &Counters,
-    fatal: &Mutex<Option<String>>,
-    journal_error: &Mutex<Option<Error>>,
-    halt: &AtomicBool,
-    stop: &AtomicBool,
-    campaign: &Campaign,
-    on_event: &(dyn Fn(Event<'_>) + Sync),
-) {
-    let stopped = || stop.load(Ordering::Relaxed) || halt.load(Ordering::Relaxed);
-    let problem = |job: &Job, sev: Severity, m: String| {
-        Problem::new(sev, campaign.csv_name(), m)
-            .at_line(job.line)
-            .at_row(job.row)
-    };
-    let set_fatal = |m: String| {
-        let mut f = fatal.lock().expect("fatal");
-        if f.is_none() {
-            *f = Some(m);
-        }
-        halt.store(true, Ordering::Relaxed);
-    };
-    let jr = |r: Result<()>| {
-        if let Err(e) = r {
-            let mut je = journal_error.lock().expect("journal error");
-            if je.is_none() {
-                *je = Some(e);
-            }
-            halt.store(true, Ordering::Relaxed);
-            false
-        } else {
-            true
-        }
-    };
-    loop {
-        if stopped() {
-            return;
-        }
-        let job = match rx.lock().expect("queue").recv() {
-            Ok(j) => j,
-            Err(_) => return,
-        };
-        if stopped() {
-            return;
-        }
-        pace.wait(stop);
-        if stopped() {
-            return;
-        }
-        let sink = match target {
-            Target::DryRun => {
-                counters.started.fetch_add(1, Ordering::Relaxed);
-                counters.accepted.fetch_add(1, Ordering::Relaxed);
-                on_event(Event::Progress);
-                continue;
-            }
-            Target::Smtp(s) => s,
-        };
-        let mut tries = 0u32;
-        let mut begun = false;
-        loop {
-            let lease = match sink.lease() {
-                Ok(l) => l,
-                Err(SetupError::Fatal(Fatal(m))) => {
-                    set_fatal(m);
-                    return;
-                }
-                Err(SetupError::Transient(m)) => {
-                    if tries >= opts.retries {
-                        set_fatal(format!("{m} (after {} attempts)", tries + 1));
-                        return;
-                    }
-                    sleep_until(Instant::now() + backoff(opts.retry_delay, tries), stop);
-                    tries += 1;
-                    if stopped() {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            if !jr(journal.begin(&job.key, &job.message_id)) {
-                return;
-            }
-            if !begun {
-                begun = true;
-                counters.started.fetch_add(1, Ordering::Relaxed);
-            }
-            let attempt = lease.transact(&job.from, &job.to, &job.eml);
-            match attempt {
-                Attempt::Accepted { reply } => {
-                    jr(journal.finish(&job.key, State::Accepted, None, &reply));
-                    counters.accepted.fetch_add(1, Ordering::Relaxed);
-                }
-                Attempt::Permanent { code, reply } => {
-                    jr(journal.finish(&job.key, State::Failed, Some(code), &reply));
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    on_event(Event::Problem(&problem(
-                        &job,
-                        Severity::Error,
-                        format!("{}: failed: {reply}", job.to),
-                    )));
-                }
-                Attempt::Ambiguous { reason } => {
-                    jr(journal.finish(&job.key, State::Ambiguous, None, &reason));
-                    counters.ambiguous.fetch_add(1, Ordering::Relaxed);
-                    on_event(Event::Problem(&problem(
-                        &job,
-                        Severity::Warning,
-                        format!("{}: ambiguous: {reason}", job.to),
-                    )));
-                }
-                Attempt::Transient { code, reply } if tries < opts.retries => {
-                    jr(journal.finish(&job.key, State::Deferred, code, &reply));
-                    sleep_until(Instant::now() + backoff(opts.retry_delay, tries), stop);
-                    tries += 1;
-                    if stopped() {
-                        counters.deferred.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    continue;
-                }
-                Attempt::Transient { code, reply } => {
-                    let reply = format!("{reply} (gave up after {} attempts)", tries + 1);
-                    jr(journal.finish(&job.key, State::Failed, code, &reply));
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    on_event(Event::Problem(&problem(
-                        &job,
-                        Severity::Error,
-                        format!("{}: failed: {reply}", job.to),
-                    )));
-                }
-            }
-            on_event(Event::Progress);
-            break;
-        }
-    }
 }
 
 #[cfg(test)]

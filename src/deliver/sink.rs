@@ -48,6 +48,8 @@ pub struct Receipt {
 pub enum Failure {
     /// Not delivered, safe to try again: a 4xx reply, a hang-up or timeout
     /// before the body was complete, a busy server, an MTA's "try later".
+    /// Without a `code` (no reply at all) it is about the destination, not
+    /// the recipient: when retries run out, `send` stops the run.
     Transient { code: Option<u16>, reply: String },
     /// Refused for good (5xx, an MTA's "no such user"; `code` is the SMTP
     /// reply code when there is one): this recipient failed; the run goes
