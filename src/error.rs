@@ -30,16 +30,11 @@ pub enum Error {
         message: String,
     },
 
-    #[error(
-        "{path}:{line}: the template uses `{name}`, but {csv} has no column `{name}` \
-         (its columns: {columns}); add the column or fix the name"
-    )]
+    #[error("{path}:{line}: {missing}")]
     MissingVariable {
         path: PathBuf,
         line: usize,
-        name: String,
-        csv: String,
-        columns: String,
+        missing: MissingColumn,
     },
 
     #[error("{path}: {message}")]
@@ -103,6 +98,20 @@ impl Error {
             _ => crate::exit::FATAL,
         }
     }
+}
+
+/// A variable of the template that the list has no column for: the text of
+/// [`Error::MissingVariable`] after its location, so that `check` can place
+/// it at its line without taking the message apart.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the template uses `{name}`, but {csv} has no column `{name}` (its columns: {columns}); \
+     add the column or fix the name"
+)]
+pub struct MissingColumn {
+    pub name: String,
+    pub csv: String,
+    pub columns: String,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

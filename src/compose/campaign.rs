@@ -109,9 +109,11 @@ fn missing(template: &TemplateFile, vars: &[Variable], columns: &Columns, csv: &
                 template.path.clone()
             },
             line: v.line,
-            name: v.name.clone(),
-            csv: csv.to_string(),
-            columns: columns.names().join(", "),
+            missing: crate::error::MissingColumn {
+                name: v.name.clone(),
+                csv: csv.to_string(),
+                columns: columns.names().join(", "),
+            },
         })
         .collect()
 }

@@ -65,16 +65,16 @@ fn problem_of(e: &Error) -> Problem {
             message,
         } => Problem::new(Severity::Error, path.display().to_string(), message.clone())
             .at_line(*line as u64),
-        Error::MissingVariable { path, line, .. } => {
-            let full = e.to_string();
-            let message = full
-                .splitn(3, ':')
-                .nth(2)
-                .unwrap_or(&full)
-                .trim()
-                .to_string();
-            Problem::new(Severity::Error, path.display().to_string(), message).at_line(*line as u64)
-        }
+        Error::MissingVariable {
+            path,
+            line,
+            missing,
+        } => Problem::new(
+            Severity::Error,
+            path.display().to_string(),
+            missing.to_string(),
+        )
+        .at_line(*line as u64),
         Error::Recipients { path, message } => {
             Problem::new(Severity::Error, path.clone(), message.clone())
         }
