@@ -4,8 +4,10 @@
 
 use std::io::Write;
 
-use crate::cli::args::{CheckArgs, Cli, Command, StatusArgs};
-use crate::cli::config::{Env, RenderConfig, SendConfig, ServeConfig, Source, Transport};
+use crate::cli::args::{Cli, Command, StatusArgs};
+use crate::cli::config::{
+    CheckConfig, Env, RenderConfig, SendConfig, ServeConfig, Source, Transport,
+};
 use crate::compose::build::{Builder, Sign};
 use crate::compose::campaign::Campaign;
 use crate::compose::recipients::Recipients;
@@ -22,7 +24,7 @@ use crate::preview::gallery::GalleryData;
 pub fn main(cli: Cli, env: &Env) -> u8 {
     let result = match cli.command {
         Command::Render(args) => RenderConfig::new(&args, env).and_then(|c| render(&c)),
-        Command::Check(args) => check(&args),
+        Command::Check(args) => CheckConfig::new(&args).and_then(|c| check(&c)),
         Command::Serve(args) => ServeConfig::new(&args, env)
             .and_then(|c| crate::preview::serve::serve(&c.source, c.port, c.clock)),
         Command::Send(args) => SendConfig::new(&args, env).and_then(|c| send(&c)),
@@ -167,12 +169,12 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
 }
 
 /// `letterpress check`.
-pub fn check(args: &CheckArgs) -> Result<u8> {
-    let source = Source::from_args(&args.input)?;
+pub fn check(config: &CheckConfig) -> Result<u8> {
+    let source = &config.source;
     let report =
         crate::compose::check::check(&source.template, &source.recipients, source.delimiter);
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if config.json {
         let _ = serde_json::to_writer_pretty(&mut out, &report);
         let _ = writeln!(out);
     } else {

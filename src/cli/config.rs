@@ -6,7 +6,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::cli::args::{Input, RenderArgs, SendArgs, ServeArgs};
+use crate::cli::args::{CheckArgs, Input, RenderArgs, SendArgs, ServeArgs};
 use crate::deliver::run::Clock;
 use crate::deliver::sink::Formats;
 use crate::error::{Error, Result};
@@ -60,6 +60,22 @@ pub struct RenderConfig {
     pub check: Option<PathBuf>,
     /// `--update`: rewrite the snapshot folder after comparing.
     pub update: bool,
+}
+
+/// `letterpress check`, validated.
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    pub source: Source,
+    pub json: bool,
+}
+
+impl CheckConfig {
+    pub fn new(args: &CheckArgs) -> Result<CheckConfig> {
+        Ok(CheckConfig {
+            source: Source::from_args(&args.input)?,
+            json: args.json,
+        })
+    }
 }
 
 /// `letterpress serve`, validated.
