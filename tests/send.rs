@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use crate::servers::*;
 
+mod journal;
+
 /// A campaign in a temporary folder: the small template and `rows`
 /// contacts `person{i}@example.org`. The journal lands next to the list.
 struct Camp {

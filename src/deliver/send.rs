@@ -183,10 +183,33 @@ impl Sending<'_> {
         Ok(summary)
     }
 
-    /// Refuses a journal written for another purpose or an older template;
-    /// says whether the template changed (allowed with `--force`).
+    /// Refuses a journal written for another campaign, another purpose or
+    /// an older template; says whether the template changed (allowed with
+    /// `--force`).
     fn check_journal(&self) -> Result<bool> {
         let journal = self.journal;
+        // A campaign is known by its template's file name: the path may be
+        // given relative to another folder, but two campaigns never share
+        // a journal (the default journal is named after the template).
+        let name = |p: &str| {
+            std::path::Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        };
+        let ours = self.campaign().template().path.display().to_string();
+        if let Some(theirs) = journal.meta("template")? {
+            if name(&theirs) != name(&ours) {
+                let list = journal.meta("recipients")?.unwrap_or_default();
+                return Err(Error::Journal {
+                    path: journal.path().into(),
+                    message: format!(
+                        "belongs to another campaign: {theirs} to {list}, not {ours}; nothing \
+                         was sent. Give this campaign its own --journal (or leave --journal \
+                         out for the default), or, if the template was renamed, rename it back"
+                    ),
+                });
+            }
+        }
         let redirect = self.options.redirect_to.clone().unwrap_or_default();
         if let Some(was) = journal.meta("redirect_to")? {
             if was != redirect {
