@@ -61,6 +61,12 @@ pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: Option<&[u8]>) -> Outpu
     run_cmd(letterpress().args(args), stdin)
 }
 
+/// Runs `letterpress ARGS` with extra environment variables (such as
+/// `MAIL_CONFIG` for a private Postfix's `sendmail`).
+pub fn run_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(String, String)]) -> Output {
+    run_cmd(letterpress().args(args).envs(env.iter().cloned()), None)
+}
+
 pub fn run_cmd(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()

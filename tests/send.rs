@@ -1,5 +1,6 @@
 //! `letterpress send` and `letterpress status` against real SMTP servers on
-//! 127.0.0.1 (smtp-sink, aiosmtpd) and a scripted one for faults on cue.
+//! 127.0.0.1 (smtp-sink, aiosmtpd) and a scripted one for faults on cue, and
+//! `send --sendmail` through a private Postfix relaying to smtp-sink.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -57,6 +58,22 @@ impl Camp {
 
     fn send(&self, url: &str, extra: &[&str]) -> Output {
         run(&self.args(url, extra), None)
+    }
+
+    /// `send --sendmail=PROGRAM` (no --smtp), with `env` for the program.
+    fn sendmail(&self, program: &Path, env: &[(String, String)], extra: &[&str]) -> Output {
+        let mut a = vec![
+            "send".to_string(),
+            self.path("news.mjml").display().to_string(),
+            self.path("list.csv").display().to_string(),
+            format!("--sendmail={}", program.display()),
+            "--retry-delay".into(),
+            "10ms".into(),
+            "--timeout".into(),
+            "10s".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        run_env(&a, env)
     }
 
     fn status(&self, extra: &[&str]) -> Output {
@@ -818,4 +835,228 @@ fn journal_states(journal: &Path) -> Vec<(String, String)> {
         .map(Result::unwrap)
         .collect();
     rows
+}
+
+/// Waits (at most 20 s, flushing the queue now and then) until `sink` holds
+/// `n` messages and Postfix's queue is empty, so every dump is complete.
+fn wait_for_relay(postfix: &Postfix, sink: &SmtpSink, n: usize) {
+    let started = Instant::now();
+    let mut flushed = Instant::now();
+    loop {
+        if sink.count() >= n && postfix.queue_is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "after 20 s the sink holds {} of {n} messages\n--- postfix log\n{}",
+            sink.count(),
+            postfix.log()
+        );
+        if flushed.elapsed() > Duration::from_secs(1) {
+            postfix.flush();
+            flushed = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Splits off the one header Postfix adds to a letter it relays and
+/// returns the rest. Submitted with `sendmail` and relayed over SMTP, a
+/// letter gains exactly one trace header at the top,
+///
+/// ```text
+/// Received: by mta.letterpress.test (Postfix, from userid 0)
+/// <TAB>id 4ABCDEF0123; Mon, 30 Nov 2026 14:37:24 +0000 (UTC)
+/// ```
+///
+/// and nothing else: `Return-Path:`, `Delivered-To:` and `X-Original-To:`
+/// come only with local delivery (there is none here), and Postfix adds
+/// `Date:`, `Message-ID:` or `From:` only when they are missing.
+fn strip_postfix_received(message: &str) -> &str {
+    let (first, rest) = message.split_once('\n').expect("a header line");
+    assert_eq!(
+        first, "Received: by mta.letterpress.test (Postfix, from userid 0)",
+        "not Postfix's pickup Received: header:\n{message}"
+    );
+    let (second, rest) = rest.split_once('\n').expect("a second line");
+    assert!(
+        second.starts_with("\tid ") && second.contains("; "),
+        "not the id line of Postfix's Received: header: {second:?}"
+    );
+    rest
+}
+
+#[test]
+fn sendmail_through_a_real_postfix_delivers_each_letter_once_as_rendered() {
+    let sink = SmtpSink::start(&[]);
+    let postfix = Postfix::start(sink.port);
+    let c = Camp::with_csv(
+        "email,name\n\
+         person1@example.org,Person 1\n\
+         zoe@example.org,Zoë Ærøskøbing\n\
+         person3@example.org,\"Comma, In Name\"\n\
+         person4@example.org,Person 4\n\
+         person5@example.org,Person 5\n",
+    );
+    let out = c.path("out");
+    render_eml(&c.path("news.mjml"), &c.path("list.csv"), &out);
+    let rendered: Vec<(String, Vec<u8>)> = tree(&out)
+        .into_iter()
+        .filter(|(n, _)| n.ends_with(".eml"))
+        .collect();
+    assert_eq!(rendered.len(), 5);
+
+    let r = c.sendmail(
+        &postfix.sendmail(),
+        &postfix.env(),
+        &["--deterministic", "--json"],
+    );
+    r.expect_code(0);
+    let s = summary(&r);
+    assert_eq!(s["accepted"], 5, "{s}");
+    assert!(c.journal().exists());
+    wait_for_relay(&postfix, &sink, 5);
+
+    let got = sink.messages();
+    assert_eq!(got.len(), 5);
+    let mut rcpts: Vec<&str> = got.iter().map(|d| d.rcpt.as_str()).collect();
+    rcpts.sort();
+    assert_eq!(
+        rcpts,
+        [
+            "person1@example.org",
+            "person3@example.org",
+            "person4@example.org",
+            "person5@example.org",
+            "zoe@example.org"
+        ]
+    );
+    for d in &got {
+        let (name, eml) = rendered
+            .iter()
+            .find(|(n, _)| n.ends_with(&format!("-{}.eml", d.rcpt.replace('@', "_"))))
+            .unwrap_or_else(|| panic!("no rendered letter for {}", d.rcpt));
+        // On the wire the letter has CRLF line ends; the sink dumps LF.
+        let wire = strip_postfix_received(&d.message).replace('\n', "\r\n");
+        assert!(
+            wire.as_bytes() == eml.as_slice(),
+            "{name} arrived changed:\n--- rendered\n{}\n--- arrived\n{wire}",
+            String::from_utf8_lossy(eml)
+        );
+    }
+
+    // The same command again: everyone is already accepted, nothing is
+    // handed to Postfix.
+    let again = c.sendmail(
+        &postfix.sendmail(),
+        &postfix.env(),
+        &["--deterministic", "--json"],
+    );
+    again.expect_code(0);
+    let s = summary(&again);
+    assert_eq!(
+        (s["accepted"].as_u64(), s["already_accepted"].as_u64()),
+        (Some(0), Some(5)),
+        "{s}"
+    );
+    postfix.flush();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(postfix.queue_is_empty(), "{}", postfix.log());
+    assert_eq!(sink.count(), 5);
+    assert_eq!(counts(&c.status(&["--json"]))["accepted"], 5);
+}
+
+#[test]
+fn sendmail_that_is_not_a_program_stops_before_anything_is_journalled() {
+    let c = Camp::new(3);
+    let r = c.sendmail(Path::new("/no/such/program"), &[], &[]);
+    r.expect_code(1);
+    assert!(
+        r.stderr
+            .contains("/no/such/program is not an executable program"),
+        "{}",
+        r.stderr
+    );
+    assert!(!c.journal().exists());
+    // A folder is not a program either.
+    let r = c.sendmail(c.dir.path(), &[], &[]);
+    r.expect_code(1);
+    assert!(!c.journal().exists());
+}
+
+/// Postfix's `sendmail` only drops a letter into the queue, so what the
+/// MTA refuses for good (a header check, an unknown recipient) it refuses
+/// later, with a bounce to the envelope sender, after `sendmail` exited 0:
+/// it never exits 65, 67 or 68 for a recipient. The one refusal on cue for
+/// a single letter is its size: over `message_size_limit`, `postdrop`
+/// cannot write it and `sendmail` exits 75 (EX_TEMPFAIL, "message file too
+/// big"). A temporary failure without a reply that outlasts the retries
+/// means the MTA cannot queue: the run stops with that letter deferred, and
+/// once the MTA is fixed the same command resumes.
+#[test]
+fn sendmail_letter_postfix_cannot_queue_stops_the_run_and_a_rerun_resumes() {
+    let sink = SmtpSink::start(&[]);
+    let mut postfix = Postfix::start_with(sink.port, &["message_size_limit = 60000"]);
+    let big = "x".repeat(100_000);
+    let c = Camp::with_csv(&format!(
+        "email,name,note\n\
+         person1@example.org,Person 1,short\n\
+         person2@example.org,Person 2,{big}\n\
+         person3@example.org,Person 3,short\n"
+    ));
+    std::fs::write(
+        c.path("news.mjml"),
+        SMALL_TEMPLATE.replace("Dear {{name}},", "Dear {{name}}, {{note}}"),
+    )
+    .unwrap();
+    let args = ["--json", "--retries", "1", "--concurrency", "1"];
+    let r = c.sendmail(&postfix.sendmail(), &postfix.env(), &args);
+    r.expect_code(1);
+    let s = summary(&r);
+    assert_eq!(
+        (
+            s["accepted"].as_u64(),
+            s["deferred"].as_u64(),
+            s["not_attempted"].as_u64(),
+            s["failed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1), Some(0)),
+        "{s}"
+    );
+    assert!(
+        r.stderr.contains("/usr/sbin/sendmail exited 75")
+            && r.stderr.contains("message file too big")
+            && r.stderr.contains("(after 2 attempts)")
+            && r.stderr.contains("run the same command again to resume"),
+        "{}",
+        r.stderr
+    );
+    let st = counts(&c.status(&["--json"]));
+    assert_eq!(
+        (st["accepted"].as_u64(), st["deferred"].as_u64()),
+        (Some(1), Some(1)),
+        "{st}"
+    );
+
+    // Room for the big letter, and the same command again.
+    postfix.restart_with(&["message_size_limit = 10240000"]);
+    let r = c.sendmail(&postfix.sendmail(), &postfix.env(), &args);
+    r.expect_code(0);
+    let s = summary(&r);
+    assert_eq!(
+        (s["accepted"].as_u64(), s["already_accepted"].as_u64()),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+    wait_for_relay(&postfix, &sink, 3);
+    let mut got: Vec<String> = sink.messages().into_iter().map(|d| d.rcpt).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "person1@example.org",
+            "person2@example.org",
+            "person3@example.org"
+        ]
+    );
 }

@@ -1,7 +1,8 @@
-//! SMTP servers for the send tests, all on 127.0.0.1 with free ports, all
+//! Mail servers for the send tests, all on 127.0.0.1 with free ports, all
 //! stopped when dropped: Postfix's `smtp-sink` (real server, dumps each
-//! message to a file), `aiosmtpd` (AUTH, STARTTLS, implicit TLS) and a small
-//! scripted server that fails on cue. A missing tool fails the test with a
+//! message to a file), `aiosmtpd` (AUTH, STARTTLS, implicit TLS), a small
+//! scripted server that fails on cue, and a private Postfix instance as the
+//! local MTA behind `--sendmail`. A missing tool fails the test with a
 //! pointer to `.ci/setup`, never a silent pass.
 
 #![allow(dead_code)]
@@ -93,6 +94,13 @@ impl SmtpSink {
         out
     }
 
+    /// How many messages the sink holds (files, some perhaps still being
+    /// written: parse them with [`SmtpSink::messages`] once the sender is
+    /// done).
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(self.dir.path()).unwrap().count()
+    }
+
     /// How many messages each envelope recipient got.
     pub fn deliveries(&self) -> HashMap<String, usize> {
         let mut m = HashMap::new();
@@ -113,52 +121,285 @@ impl Drop for SmtpSink {
 /// One message as smtp-sink dumped it.
 #[derive(Debug)]
 pub struct Dumped {
-    /// The envelope recipient (`X-Rcpt-Args`), without the brackets.
+    /// The envelope recipient (`X-Rcpt-Args`), without the brackets and
+    /// without ESMTP parameters (Postfix adds `ORCPT=`).
     pub rcpt: String,
     /// The message as received, LF line ends, without the headers the sink
     /// adds (`X-Client-*`, `X-Helo-Args`, `X-Mail-Args`, `X-Rcpt-Args` and
-    /// its `Received:`).
+    /// its own `Received: ... by smtp-sink`). Headers a relay added before
+    /// it (Postfix's `Received:`) are kept.
     pub message: String,
     pub rcpt_lines: usize,
 }
 
 impl Dumped {
     fn parse(text: &str) -> Dumped {
-        let mut rest = text;
+        let mut lines = text.split_inclusive('\n').peekable();
         let mut rcpt = String::new();
         let mut rcpt_lines = 0;
-        loop {
-            let (line, tail) = rest.split_once('\n').unwrap_or((rest, ""));
+        let mut eaten = 0;
+        // The sink's X- headers, one line each.
+        while let Some(line) = lines.peek() {
             let sink_header = [
                 "X-Client-Addr:",
                 "X-Client-Proto:",
                 "X-Helo-Args:",
                 "X-Mail-Args:",
                 "X-Rcpt-Args:",
-                "Received:",
             ]
             .iter()
-            .any(|h| line.starts_with(h))
-                || (line.starts_with('\t') && !rest.is_empty());
+            .any(|h| line.starts_with(h));
             if !sink_header {
                 break;
             }
             if let Some(r) = line.strip_prefix("X-Rcpt-Args: ") {
                 rcpt_lines += 1;
-                rcpt = r
-                    .trim()
+                let first = r.split_whitespace().next().unwrap_or("");
+                rcpt = first
                     .trim_start_matches('<')
                     .trim_end_matches('>')
                     .to_string();
             }
-            rest = tail;
+            eaten += line.len();
+            lines.next();
         }
+        // Then its own Received: header, with its continuation lines.
+        if lines.peek().is_some_and(|l| l.starts_with("Received: ")) {
+            let mut header = lines.next().unwrap().to_string();
+            while let Some(l) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
+                header.push_str(l);
+            }
+            assert!(
+                header.contains("by smtp-sink (smtp-sink)"),
+                "not smtp-sink's Received: header: {header}"
+            );
+            eaten += header.len();
+        }
+        let rest = &text[eaten..];
         // smtp-sink ends every dump with one newline of its own.
         let message = rest.strip_suffix('\n').unwrap_or(rest);
         Dumped {
             rcpt,
             message: message.to_string(),
             rcpt_lines,
+        }
+    }
+}
+
+/// A private Postfix instance: the real local MTA behind `letterpress send
+/// --sendmail`, relaying every letter to an smtp-sink on 127.0.0.1.
+///
+/// Private, not the machine's: its own configuration, queue and data
+/// directories in a temporary folder, so tests never read or change
+/// `/etc/postfix` (which on CI has no `main.cf`: `.ci/setup` installs Postfix
+/// with "No configuration"), never meet the system queue or a running system
+/// Postfix, and can run in parallel. Postfix supports this directly:
+/// `postconf -c DIR`, `postfix -c DIR start|stop`, `postqueue -c DIR`, and
+/// `sendmail` and `postdrop` read `MAIL_CONFIG=DIR` (see [`Postfix::env`]).
+/// Non-default configuration directories need `alternate_config_directories`
+/// in the default `main.cf` only for the set-gid programs run by other users;
+/// the tests run as root (as `postfix start` must), so none is needed.
+///
+/// The configuration (`main.cf` written with `postconf -c DIR -e`):
+/// `relayhost = [127.0.0.1]:PORT` and `mydestination =` (nothing is
+/// delivered locally: every recipient goes to the sink), no DNS, no TLS,
+/// `master_service_disable = inet` (no smtpd on port 25, so instances do not
+/// collide; letters come in through `sendmail` -> maildrop -> pickup),
+/// daemons not chrooted (the temporary queue has no chroot files), 1 s
+/// queue timers so a deferred letter is retried at once, and the log in a
+/// file ([`Postfix::log`]). `master.cf` is the installed one.
+///
+/// Dropping it runs `postfix -c DIR stop` and removes the folder.
+pub struct Postfix {
+    dir: Option<tempfile::TempDir>,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Postfix {
+    pub fn start(relay_port: u16) -> Postfix {
+        Postfix::start_with(relay_port, &[])
+    }
+
+    /// Starts with extra `main.cf` settings (`name = value`) after the
+    /// defaults, which they override.
+    pub fn start_with(relay_port: u16, settings: &[&str]) -> Postfix {
+        require("/usr/sbin/postfix", "Postfix");
+        require("/usr/sbin/sendmail", "Postfix's sendmail");
+        require("/etc/postfix/master.cf", "Postfix's master.cf");
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            // /proc/self belongs to the effective user.
+            let uid = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
+            assert_eq!(
+                uid, 0,
+                "the --sendmail tests start a private Postfix, which needs root (as .ci/run \
+                 has); run the tests as root"
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("letterpress-postfix.")
+            .tempdir()
+            .unwrap();
+        let d = dir.path().to_path_buf();
+        // The daemons run as `postfix` and must reach the queue below it.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = d.join("config");
+        let queue = d.join("queue");
+        let log = d.join("maillog");
+        std::fs::create_dir(&config).unwrap();
+        std::fs::create_dir(&queue).unwrap();
+        std::fs::copy("/etc/postfix/master.cf", config.join("master.cf")).unwrap();
+        std::fs::write(config.join("main.cf"), "").unwrap();
+        // From here on, Drop stops whatever got started.
+        let postfix = Postfix {
+            dir: Some(dir),
+            config,
+            log,
+        };
+        let mut main_cf = vec![
+            format!("queue_directory = {}", queue.display()),
+            format!("data_directory = {}", d.join("data").display()),
+            "compatibility_level = 3.6".into(),
+            "myhostname = mta.letterpress.test".into(),
+            "mydomain = letterpress.test".into(),
+            "mydestination =".into(),
+            format!("relayhost = [127.0.0.1]:{relay_port}"),
+            "inet_interfaces = loopback-only".into(),
+            "inet_protocols = ipv4".into(),
+            "master_service_disable = inet".into(),
+            "smtp_dns_support_level = disabled".into(),
+            "smtp_tls_security_level = none".into(),
+            "alias_maps =".into(),
+            "alias_database =".into(),
+            "biff = no".into(),
+            format!("maillog_file = {}", postfix.log.display()),
+            format!("maillog_file_prefixes = {}", d.display()),
+            "queue_run_delay = 1s".into(),
+            "minimal_backoff_time = 1s".into(),
+            "maximal_backoff_time = 1s".into(),
+        ];
+        main_cf.extend(settings.iter().map(|s| s.to_string()));
+        postfix.postconf(&["-e"], &main_cf);
+        postfix.postconf(&["-F"], &["*/*/chroot = n".to_string()]);
+        postfix.start_master();
+        // `postfix start` returns once the master is up; pickup's door
+        // (the FIFO sendmail's postdrop knocks on) is there by then.
+        let pickup = queue.join("public/pickup");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pickup.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "Postfix started but {} did not appear within 10 s\n--- log\n{}",
+                pickup.display(),
+                postfix.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        postfix
+    }
+
+    /// Stops, changes `main.cf` settings and starts again (not `postfix
+    /// reload`: a daemon of the old generation may still take one more
+    /// letter with the old settings).
+    pub fn restart_with(&mut self, settings: &[&str]) {
+        let out = self.command("postfix", &["stop"]);
+        assert!(
+            out.status.success(),
+            "postfix stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let settings: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+        self.postconf(&["-e"], &settings);
+        self.start_master();
+    }
+
+    fn start_master(&self) {
+        let out = self.command("postfix", &["start"]);
+        assert!(
+            out.status.success(),
+            "postfix -c {} start failed ({}): {}{}\n--- log\n{}",
+            self.config.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
+    /// Runs `/usr/sbin/NAME -c CONFIG ARGS`.
+    fn command(&self, name: &str, args: &[&str]) -> std::process::Output {
+        Command::new(Path::new("/usr/sbin").join(name))
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {name}: {e}: run .ci/setup"))
+    }
+
+    fn postconf(&self, args: &[&str], settings: &[String]) {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(settings.iter().map(String::as_str));
+        let out = self.command("postconf", &all);
+        assert!(
+            out.status.success(),
+            "postconf {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The program to give `--sendmail=`; it needs [`Postfix::env`].
+    pub fn sendmail(&self) -> PathBuf {
+        PathBuf::from("/usr/sbin/sendmail")
+    }
+
+    /// The environment that points `sendmail` (and the `postdrop` it runs)
+    /// at this instance.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![("MAIL_CONFIG".into(), self.config.display().to_string())]
+    }
+
+    /// Asks the queue manager to try every queued letter now.
+    pub fn flush(&self) {
+        let out = self.command("postqueue", &["-f"]);
+        assert!(
+            out.status.success(),
+            "postqueue -f: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// True when nothing is queued, including letters still in the
+    /// maildrop that pickup has not taken yet.
+    pub fn queue_is_empty(&self) -> bool {
+        let out = self.command("postqueue", &["-p"]);
+        assert!(
+            out.status.success(),
+            "postqueue -p: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).contains("Mail queue is empty")
+    }
+
+    /// The instance's mail log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        // `postfix stop` returns once the master has exited; it has told its
+        // daemons to go, and a straggler may still hold a file for a moment.
+        let _ = self.command("postfix", &["stop"]);
+        if let Some(dir) = self.dir.take() {
+            let path = dir.path().to_path_buf();
+            if dir.close().is_err() {
+                std::thread::sleep(Duration::from_millis(200));
+                let _ = std::fs::remove_dir_all(&path);
+            }
         }
     }
 }
