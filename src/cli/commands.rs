@@ -273,11 +273,16 @@ pub fn send(config: &SendConfig) -> Result<u8> {
         }
         None => None,
     };
-    let journal = crate::deliver::journal::Journal::open(
-        &config.journal,
-        config.dry_run,
-        config.journal_sync,
-    )?;
+    use crate::deliver::journal::{Mode, SqliteJournal};
+    let mode = if config.dry_run {
+        Mode::DryRun
+    } else {
+        Mode::Send {
+            wait: false,
+            full_sync: config.journal_sync,
+        }
+    };
+    let journal = SqliteJournal::open(&config.journal, mode)?;
     let sink = if config.dry_run {
         None
     } else {
@@ -414,7 +419,7 @@ pub fn send(config: &SendConfig) -> Result<u8> {
 /// Writes the failed rows of `journal`: the list's columns, then
 /// `smtp_code` and `smtp_reply`.
 fn write_failed_csv(
-    journal: &crate::deliver::journal::Journal,
+    journal: &dyn crate::deliver::journal::Journal,
     path: &std::path::Path,
 ) -> Result<()> {
     let err = |e: csv::Error| Error::Write {
@@ -445,13 +450,8 @@ fn write_failed_csv(
 
 /// `letterpress status`.
 pub fn status(args: &StatusArgs) -> Result<u8> {
-    if !args.journal.exists() {
-        return Err(Error::Read {
-            path: args.journal.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such journal"),
-        });
-    }
-    let journal = crate::deliver::journal::Journal::open(&args.journal, true, false)?;
+    use crate::deliver::journal::{Journal, Mode, SqliteJournal};
+    let journal = SqliteJournal::open(&args.journal, Mode::Read)?;
     let counts = journal.counts()?;
     let total: usize = counts.iter().map(|(_, n)| n).sum();
     if let Some(path) = &args.failed_csv {

@@ -153,7 +153,7 @@ const CHUNK: usize = 512;
 pub fn send(
     campaign: &Campaign,
     reopen: &dyn Fn() -> Result<Recipients>,
-    journal: &Journal,
+    journal: &dyn Journal,
     target: Target<'_>,
     signer: Option<&Signer>,
     opts: &Options,
@@ -164,7 +164,7 @@ pub fn send(
     let started = Instant::now();
     let mut summary = Summary {
         dry_run: matches!(target, Target::DryRun),
-        journal: journal.path().display().to_string(),
+        journal: journal.describe().to_string(),
         ..Summary::default()
     };
     let plan = plan(campaign, reopen()?, journal, opts, &mut summary, on_event)?;
@@ -191,7 +191,7 @@ pub fn send(
 fn plan(
     campaign: &Campaign,
     mut recipients: Recipients,
-    journal: &Journal,
+    journal: &dyn Journal,
     opts: &Options,
     summary: &mut Summary,
     on_event: &(dyn Fn(Event<'_>) + Sync),
@@ -209,7 +209,7 @@ fn plan(
                 }
             };
             return Err(Error::Journal {
-                path: journal.path().into(),
+                path: journal.describe().into(),
                 message: format!(
                     "was written by {}, and this is {}; use another --journal",
                     what(&was),
@@ -223,7 +223,7 @@ fn plan(
         .is_some_and(|was| was != hash);
     if template_changed && !opts.force {
         return Err(Error::Changed {
-            path: journal.path().into(),
+            path: journal.describe().into(),
             message: format!(
                 "the template {} changed since this journal was written; the letters sent \
                  so far differ from the rest. Pass --force to send the new version to \
@@ -377,7 +377,7 @@ fn plan(
             list.push_str(&format!(" and {} more", n - 5));
         }
         return Err(Error::Changed {
-            path: journal.path().into(),
+            path: journal.describe().into(),
             message: format!(
                 "the data of {n} recipient(s) changed since this journal was written: {list}. \
                  Pass --force to send the new data to those not yet accepted (accepted ones \
@@ -468,7 +468,7 @@ struct Counters {
 fn deliver(
     campaign: &Campaign,
     mut recipients: Recipients,
-    journal: &Journal,
+    journal: &dyn Journal,
     target: Target<'_>,
     signer: Option<&Signer>,
     opts: &Options,
@@ -605,7 +605,7 @@ fn deliver(
 #[allow(clippy::too_many_arguments)]
 fn sender(
     rx: &Mutex<mpsc::Receiver<Job>>,
-    journal: &Journal,
+    journal: &dyn Journal,
     target: Target<'_>,
     opts: &Options,
     pace: &Pace,
