@@ -1,5 +1,6 @@
 //! The SQLite journal: one file per campaign, and the only place that
-//! writes SQL.
+//! writes SQL. It must not be misused: it refuses a file that is not a
+//! journal.
 //!
 //! Why SQLite (through rusqlite, SQLite compiled in): it is a real store
 //! with atomic commits and crash recovery we do not have to write, it can be
@@ -11,17 +12,34 @@
 //! commit for that. Writes of concurrent senders are committed in groups
 //! (one transaction for whatever is queued), and a sender never starts
 //! MAIL FROM before its `inflight` record is committed.
+//!
+//! **Identity.** A journal is stamped `application_id` = [`APPLICATION_ID`]
+//! and `user_version` = [`SCHEMA_VERSION`] when it is made. Every open checks
+//! the file before anything is written and refuses an empty file, a file
+//! that is not SQLite, a database of another program, and a journal of a
+//! newer letterpress. A journal made before the stamp existed (application_id
+//! 0 and exactly our tables `meta` and `recipients`, with our columns) is
+//! adopted: read as it is, and stamped by the next send.
 
 use std::collections::HashMap;
-use std::io::ErrorKind;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use super::{FailedRow, Journal, Known, NewEntry, State};
 use crate::error::{Error, Result};
+
+/// `PRAGMA application_id` of a letterpress journal: "LPRS".
+pub const APPLICATION_ID: i64 = 0x4C50_5253;
+
+/// `PRAGMA user_version`: the layout of the tables. A journal with a higher
+/// one was written by a newer letterpress and is refused.
+pub const SCHEMA_VERSION: i64 = 1;
 
 /// How a journal is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +128,13 @@ CREATE TABLE IF NOT EXISTS recipients (
 );
 ";
 
+/// Prepares only if both tables have every column this code uses.
+const COLUMNS: [&str; 2] = [
+    "SELECT key, value FROM meta LIMIT 0",
+    "SELECT address, row, line, fingerprint, fields, state, attempts, code, reply,
+       message_id, updated FROM recipients LIMIT 0",
+];
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -132,7 +157,9 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 impl SqliteJournal {
-    /// Opens the journal at `path` (see [`Mode`]).
+    /// Opens the journal at `path` (see [`Mode`]). Whatever the mode, a
+    /// file that is not a letterpress journal is refused before anything is
+    /// written to it.
     pub fn open(path: &Path, mode: Mode) -> Result<SqliteJournal> {
         match mode {
             Mode::Send { full_sync, .. } => open_send(path, full_sync),
@@ -456,8 +483,137 @@ fn open_read(path: &Path, writes: Writes) -> Result<SqliteJournal> {
             ))
         }
         Err(e) => return Err(io(path)(e)),
+        Ok(m) if m.len() == 0 => return Err(empty(path)),
         Ok(_) => {}
     }
+    // Not SQLite at all: SQLite says so when it reads the header.
+    let conn = reader(path)?;
+    identify(&conn, path)?;
+    Ok(SqliteJournal::new(path, conn, writes))
+}
+
+fn open_send(path: &Path, full_sync: bool) -> Result<SqliteJournal> {
+    if !path.exists() {
+        create(path)?;
+    }
+    Header::check(&File::open(path).map_err(io(path))?, path)?;
+    // Identified by a reader, so that nothing is written to a file that is
+    // not ours: not even a recovery of its log.
+    let kind = identify(&reader(path)?, path)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql(path))?;
+    let run = |conn: &Connection| -> rusqlite::Result<()> {
+        conn.busy_timeout(Duration::from_secs(5))?;
+        if kind == Kind::Unstamped {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 PRAGMA application_id = {APPLICATION_ID};
+                 PRAGMA user_version = {SCHEMA_VERSION};
+                 COMMIT;"
+            ))?;
+        }
+        // Where WAL is impossible (no shared memory) this stays in
+        // rollback mode: slower, as safe.
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if full_sync { "FULL" } else { "NORMAL" },
+        )
+    };
+    run(&conn).map_err(sql(path))?;
+    Ok(SqliteJournal::new(path, conn, Writes::Commit))
+}
+
+/// Makes an empty, stamped journal at `path` in one step: it is built
+/// beside it under another name and linked into place, so no one sees it
+/// half made, and an empty file at `path` is never one of ours. When two
+/// senders race, the second finds the first one's journal and uses it.
+fn create(path: &Path) -> Result<()> {
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    let Some(name) = path.file_name() else {
+        return Err(refuse(
+            path,
+            "is not a file name; give a file for --journal",
+        ));
+    };
+    let mut tmp = name.to_owned();
+    tmp.push(format!(
+        ".new-{}-{}",
+        std::process::id(),
+        MADE.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = path.with_file_name(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let made = (|| -> rusqlite::Result<()> {
+        let conn = Connection::open(&tmp)?;
+        conn.execute_batch(&format!(
+            "BEGIN;
+             PRAGMA application_id = {APPLICATION_ID};
+             PRAGMA user_version = {SCHEMA_VERSION};
+             {SCHEMA}
+             COMMIT;"
+        ))?;
+        conn.close().map_err(|(_, e)| e)
+    })();
+    let placed = made
+        .map_err(sql(path))
+        .and_then(|()| match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+            Err(_) => copy_new(&tmp, path),
+        });
+    let _ = std::fs::remove_file(&tmp);
+    placed?;
+    // Best effort: the new name survives a power loss.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Without hard links (FAT, some network file systems) the new journal is
+/// copied into a new file; for a moment a reader may see it part written.
+fn copy_new(from: &Path, to: &Path) -> Result<()> {
+    let bytes = std::fs::read(from).map_err(io(to))?;
+    match OpenOptions::new().write(true).create_new(true).open(to) {
+        Ok(mut f) => f.write_all(&bytes).and_then(|()| f.sync_all()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+    .map_err(io(to))
+}
+
+/// The first 100 bytes of a database file.
+struct Header;
+
+impl Header {
+    /// Refuses an empty file, and one that does not start as SQLite does.
+    fn check(file: &File, path: &Path) -> Result<()> {
+        let mut f = file;
+        let mut b = Vec::with_capacity(100);
+        f.seek(SeekFrom::Start(0))
+            .and_then(|_| f.take(100).read_to_end(&mut b))
+            .map_err(io(path))?;
+        if b.is_empty() {
+            return Err(empty(path));
+        }
+        if b.len() < 100 || &b[..16] != b"SQLite format 3\0" {
+            return Err(not_sqlite(path));
+        }
+        Ok(())
+    }
+}
+
+/// A read-only connection.
+fn reader(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -465,25 +621,90 @@ fn open_read(path: &Path, writes: Writes) -> Result<SqliteJournal> {
     .map_err(sql(path))?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(sql(path))?;
-    conn.query_row("SELECT count(*) FROM recipients", [], |_| Ok(()))
-        .map_err(|_| refuse(path, "is not a letterpress journal"))?;
-    Ok(SqliteJournal::new(path, conn, writes))
+    Ok(conn)
 }
 
-fn open_send(path: &Path, full_sync: bool) -> Result<SqliteJournal> {
-    let conn = Connection::open(path).map_err(sql(path))?;
-    let run = |conn: &Connection| -> rusqlite::Result<()> {
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(
-            None,
-            "synchronous",
-            if full_sync { "FULL" } else { "NORMAL" },
-        )?;
-        conn.execute_batch(SCHEMA)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Stamped, of a version this letterpress reads.
+    Stamped,
+    /// Made before the stamp existed: our tables, application_id 0.
+    Unstamped,
+}
+
+/// Whether the database on `conn` is a journal this letterpress may use.
+fn identify(conn: &Connection, path: &Path) -> Result<Kind> {
+    let pragma = |name: &str| {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(ErrorCode::NotADatabase) => not_sqlite(path),
+                _ => sql(path)(e),
+            })
     };
-    run(&conn).map_err(sql(path))?;
-    Ok(SqliteJournal::new(path, conn, Writes::Commit))
+    let app = pragma("application_id")?;
+    let version = pragma("user_version")?;
+    let tables: Vec<String> = (|| {
+        conn.prepare(
+            "SELECT name FROM sqlite_schema
+             WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+             ORDER BY name",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()
+    })()
+    .map_err(sql(path))?;
+    let ours = COLUMNS.iter().all(|q| conn.prepare(q).is_ok());
+    match app {
+        APPLICATION_ID if version > SCHEMA_VERSION => Err(refuse(
+            path,
+            format!(
+                "was written by a newer letterpress (journal version {version}; this one \
+                 knows up to {SCHEMA_VERSION}): upgrade letterpress"
+            ),
+        )),
+        APPLICATION_ID if ours => Ok(Kind::Stamped),
+        APPLICATION_ID => Err(refuse(
+            path,
+            "is a letterpress journal without its tables (damaged); restore it from a backup",
+        )),
+        0 if ours && tables == ["meta", "recipients"] => Ok(Kind::Unstamped),
+        0 if tables.is_empty() => Err(refuse(
+            path,
+            "is an SQLite database with no tables, not a letterpress journal; if no letter of \
+             this campaign was sent, delete it, or check the journal path",
+        )),
+        0 => Err(refuse(
+            path,
+            format!(
+                "is an SQLite database of another program (tables: {}), not a letterpress \
+                 journal; letterpress leaves it alone: check the journal path",
+                tables.join(", ")
+            ),
+        )),
+        other => Err(refuse(
+            path,
+            format!(
+                "is an SQLite database of another program (application_id {other:#010x}), not \
+                 a letterpress journal; letterpress leaves it alone: check the journal path"
+            ),
+        )),
+    }
+}
+
+fn empty(path: &Path) -> Error {
+    refuse(
+        path,
+        "is empty (0 bytes): not a letterpress journal — perhaps a failed copy; restore it \
+         from a backup, or, if no letter of this campaign was sent, delete it",
+    )
+}
+
+fn not_sqlite(path: &Path) -> Error {
+    refuse(
+        path,
+        "is not an SQLite database, so not a letterpress journal; check the journal path, or \
+         restore the journal from a backup",
+    )
 }
 
 #[cfg(test)]
@@ -494,6 +715,15 @@ mod tests {
         wait: false,
         full_sync: false,
     };
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
 
     fn plan(j: &dyn Journal, addrs: &[&str]) {
         let f = vec!["x".to_string()];
@@ -524,6 +754,20 @@ mod tests {
 
     fn message(r: Result<SqliteJournal>) -> String {
         r.expect_err("must be refused").to_string()
+    }
+
+    /// (application_id, user_version, tables) read with plain rusqlite.
+    fn stamp_and_tables(p: &Path) -> (i64, i64, Vec<String>) {
+        let db = Connection::open_with_flags(p, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let q = |s: &str| db.query_row(s, [], |r| r.get::<_, i64>(0)).unwrap();
+        let tables = db
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        (q("PRAGMA application_id"), q("PRAGMA user_version"), tables)
     }
 
     #[test]
@@ -603,5 +847,135 @@ mod tests {
         assert_eq!(j.meta("k").unwrap(), None);
         assert!(j.set_meta("k", "v").is_err());
         assert!(j.begin("b@x.org", "<2@x>").is_err());
+    }
+
+    #[test]
+    fn an_empty_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.sqlite");
+        std::fs::write(&p, "").unwrap();
+        for mode in [SEND, Mode::Read, Mode::DryRun] {
+            let e = message(SqliteJournal::open(&p, mode));
+            assert!(
+                e.contains("is empty (0 bytes): not a letterpress journal"),
+                "{mode:?}: {e}"
+            );
+            assert!(e.contains("restore it from a backup"), "{e}");
+        }
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
+        assert_eq!(names(dir.path()), ["j.sqlite"]);
+    }
+
+    #[test]
+    fn a_file_that_is_not_sqlite_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.sqlite");
+        let text = "email,name\n".repeat(20);
+        std::fs::write(&p, &text).unwrap();
+        for mode in [SEND, Mode::Read, Mode::DryRun] {
+            let e = message(SqliteJournal::open(&p, mode));
+            assert!(e.contains("is not an SQLite database"), "{mode:?}: {e}");
+        }
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+        assert_eq!(names(dir.path()), ["j.sqlite"]);
+    }
+
+    #[test]
+    fn another_programs_database_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("app.db");
+        {
+            let db = Connection::open(&p).unwrap();
+            db.execute_batch("CREATE TABLE foo (x); INSERT INTO foo VALUES (1);")
+                .unwrap();
+        }
+        let before = std::fs::read(&p).unwrap();
+        for mode in [SEND, Mode::Read, Mode::DryRun] {
+            let e = message(SqliteJournal::open(&p, mode));
+            assert!(
+                e.contains("is an SQLite database of another program (tables: foo)"),
+                "{mode:?}: {e}"
+            );
+        }
+        assert_eq!(stamp_and_tables(&p), (0, 0, vec!["foo".to_string()]));
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+        assert_eq!(names(dir.path()), ["app.db"]);
+
+        // Our tables, but another program's stamp.
+        let q = dir.path().join("other.db");
+        {
+            let db = Connection::open(&q).unwrap();
+            db.execute_batch(SCHEMA).unwrap();
+            db.pragma_update(None, "application_id", 0x1234_5678)
+                .unwrap();
+        }
+        let e = message(SqliteJournal::open(&q, SEND));
+        assert!(e.contains("(application_id 0x12345678)"), "{e}");
+
+        // No tables at all.
+        let r = dir.path().join("bare.db");
+        Connection::open(&r)
+            .unwrap()
+            .pragma_update(None, "user_version", 5)
+            .unwrap();
+        let e = message(SqliteJournal::open(&r, SEND));
+        assert!(e.contains("with no tables"), "{e}");
+        assert_eq!(stamp_and_tables(&r), (0, 5, vec![]));
+    }
+
+    #[test]
+    fn a_journal_of_a_newer_letterpress_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.sqlite");
+        drop(SqliteJournal::open(&p, SEND).unwrap());
+        assert_eq!(
+            stamp_and_tables(&p),
+            (
+                APPLICATION_ID,
+                SCHEMA_VERSION,
+                vec!["meta".to_string(), "recipients".to_string()]
+            )
+        );
+        Connection::open(&p)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        for mode in [SEND, Mode::Read, Mode::DryRun] {
+            let e = message(SqliteJournal::open(&p, mode));
+            assert!(
+                e.contains("was written by a newer letterpress") && e.contains("upgrade"),
+                "{mode:?}: {e}"
+            );
+        }
+    }
+
+    /// A journal of the letterpress before the stamp: WAL mode at rest,
+    /// application_id 0. Read as it is, stamped by the next send.
+    #[test]
+    fn an_unstamped_journal_of_an_earlier_letterpress_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.sqlite");
+        {
+            let db = Connection::open(&p).unwrap();
+            db.pragma_update(None, "journal_mode", "WAL").unwrap();
+            db.execute_batch(SCHEMA).unwrap();
+            db.execute(
+                "INSERT INTO recipients(address, row, line, fingerprint, fields, state, updated)
+                 VALUES ('a@x.org', 1, 2, '07', '[]', 'accepted', 0)",
+                [],
+            )
+            .unwrap();
+        }
+        for mode in [Mode::Read, Mode::DryRun] {
+            let j = SqliteJournal::open(&p, mode).unwrap();
+            assert_eq!(accepted(&j), 1);
+        }
+        assert_eq!(stamp_and_tables(&p).0, 0);
+
+        let j = SqliteJournal::open(&p, SEND).unwrap();
+        assert_eq!(accepted(&j), 1);
+        drop(j);
+        assert_eq!(stamp_and_tables(&p).0, APPLICATION_ID);
+        assert_eq!(stamp_and_tables(&p).1, SCHEMA_VERSION);
     }
 }
