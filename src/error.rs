@@ -81,6 +81,13 @@ pub enum Error {
     #[error("journal {path}: {message}")]
     Journal { path: PathBuf, message: String },
 
+    /// Another `send` owns the journal. `owner` names it when it said who
+    /// it is: `letterpress send (pid 1234 on host, started …)`.
+    #[error(
+        "journal {path} is in use by {owner}; wait for it to finish, then run the command again"
+    )]
+    JournalBusy { path: PathBuf, owner: String },
+
     #[error("journal {path}: {message}")]
     Changed { path: PathBuf, message: String },
 

@@ -1,6 +1,6 @@
 //! The SQLite journal: one file per campaign, and the only place that
 //! writes SQL. It must not be misused: it refuses a file that is not a
-//! journal.
+//! journal, and keeps a second sender out.
 //!
 //! Why SQLite (through rusqlite, SQLite compiled in): it is a real store
 //! with atomic commits and crash recovery we do not have to write, it can be
@@ -20,9 +20,17 @@
 //! newer letterpress. A journal made before the stamp existed (application_id
 //! 0 and exactly our tables `meta` and `recipients`, with our columns) is
 //! adopted: read as it is, and stamped by the next send.
+//!
+//! **One sender at a time.** [`Mode::Send`] holds an exclusive `flock` on the
+//! database file itself for the journal's lifetime and records its owner in
+//! `meta`. flock locks are apart from the POSIX (fcntl) locks SQLite takes on
+//! the same file, and belong to an open file description, so a second open
+//! conflicts even within one process. (On Windows the lock would be
+//! mandatory and block SQLite's own reads: that needs a lock file beside the
+//! journal instead.)
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,10 +52,13 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// How a journal is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// `send`: makes the journal if it is missing. `full_sync` adds an
-    /// fsync per commit. (`wait` is for when a sender owns it.)
+    /// `send`: makes the journal if it is missing, and owns it: one sender
+    /// at a time. Another sender fails at once with [`Error::JournalBusy`],
+    /// or with `wait` blocks until the first is done. `full_sync` adds an
+    /// fsync per commit.
     Send { wait: bool, full_sync: bool },
-    /// `status`: reads. A missing journal is an error; a write is refused.
+    /// `status`: reads, and works while a sender runs. A missing journal is
+    /// an error; a write is refused.
     Read,
     /// `send --dry-run`: reads like [`Mode::Read`], but a missing journal
     /// reads as an empty one (nothing sent yet), and writes are accepted and
@@ -100,6 +111,9 @@ pub struct SqliteJournal {
     queue: Mutex<Queue>,
     committed: Condvar,
     writes: Writes,
+    /// [`Mode::Send`]: the lock. Declared last: it is released only after
+    /// the connection is closed.
+    lock: Option<Lock>,
 }
 
 impl std::fmt::Debug for SqliteJournal {
@@ -162,13 +176,13 @@ impl SqliteJournal {
     /// written to it.
     pub fn open(path: &Path, mode: Mode) -> Result<SqliteJournal> {
         match mode {
-            Mode::Send { full_sync, .. } => open_send(path, full_sync),
+            Mode::Send { wait, full_sync } => open_send(path, wait, full_sync),
             Mode::Read => open_read(path, Writes::Refuse),
             Mode::DryRun => open_read(path, Writes::Drop),
         }
     }
 
-    fn new(path: &Path, conn: Connection, writes: Writes) -> SqliteJournal {
+    fn new(path: &Path, conn: Connection, writes: Writes, lock: Option<Lock>) -> SqliteJournal {
         SqliteJournal {
             path: path.into(),
             described: path.display().to_string(),
@@ -176,6 +190,7 @@ impl SqliteJournal {
             queue: Mutex::new(Queue::default()),
             committed: Condvar::new(),
             writes,
+            lock,
         }
     }
 
@@ -277,6 +292,18 @@ impl SqliteJournal {
             }
         }
         tx.commit()
+    }
+}
+
+impl Drop for SqliteJournal {
+    /// A sender that is done is no one's owner.
+    fn drop(&mut self) {
+        if self.lock.is_none() {
+            return;
+        }
+        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let _ = conn.busy_timeout(Duration::from_secs(1));
+        let _ = conn.execute("DELETE FROM meta WHERE key = 'owner'", []);
     }
 }
 
@@ -468,12 +495,24 @@ impl Journal for SqliteJournal {
     }
 }
 
+// Opening.
+//
+// A pitfall shapes this code: closing any descriptor of a file drops every
+// POSIX lock this process holds on it, SQLite's included (a connection in
+// WAL mode holds one for its whole life; a sender that lost it could see
+// another process delete the log under it). SQLite guards its own
+// descriptors against this; ours are opened only where no sender of this
+// process has a connection to the file: the sender's lock descriptor is
+// closed after its connection, and a second sender of this process is
+// stopped by `Claim` before it opens one. A reader of this process may
+// still lose its lock that way; it writes nothing.
+
 fn open_read(path: &Path, writes: Writes) -> Result<SqliteJournal> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == ErrorKind::NotFound && writes == Writes::Drop => {
             let conn = Connection::open_in_memory().map_err(sql(path))?;
             conn.execute_batch(SCHEMA).map_err(sql(path))?;
-            return Ok(SqliteJournal::new(path, conn, writes));
+            return Ok(SqliteJournal::new(path, conn, writes, None));
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {
             return Err(refuse(
@@ -489,14 +528,15 @@ fn open_read(path: &Path, writes: Writes) -> Result<SqliteJournal> {
     // Not SQLite at all: SQLite says so when it reads the header.
     let conn = reader(path)?;
     identify(&conn, path)?;
-    Ok(SqliteJournal::new(path, conn, writes))
+    Ok(SqliteJournal::new(path, conn, writes, None))
 }
 
-fn open_send(path: &Path, full_sync: bool) -> Result<SqliteJournal> {
+fn open_send(path: &Path, wait: bool, full_sync: bool) -> Result<SqliteJournal> {
     if !path.exists() {
         create(path)?;
     }
-    Header::check(&File::open(path).map_err(io(path))?, path)?;
+    let lock = Lock::take(path, wait)?;
+    Header::check(&lock.file, path)?;
     // Identified by a reader, so that nothing is written to a file that is
     // not ours: not even a recovery of its log.
     let kind = identify(&reader(path)?, path)?;
@@ -522,10 +562,42 @@ fn open_send(path: &Path, full_sync: bool) -> Result<SqliteJournal> {
             None,
             "synchronous",
             if full_sync { "FULL" } else { "NORMAL" },
-        )
+        )?;
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('owner', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [owner()],
+        )?;
+        Ok(())
     };
     run(&conn).map_err(sql(path))?;
-    Ok(SqliteJournal::new(path, conn, Writes::Commit))
+    Ok(SqliteJournal::new(path, conn, Writes::Commit, Some(lock)))
+}
+
+/// Who holds a journal, for the error of the next sender: `pid 1234 on
+/// host, started 2026-11-30 14:05:03 UTC`.
+fn owner() -> String {
+    // The kernel's own file: no dependency, no unsafe; elsewhere no name.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let t = time::OffsetDateTime::from_unix_timestamp(now())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "pid {}{}, started {:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        std::process::id(),
+        if host.is_empty() {
+            String::new()
+        } else {
+            format!(" on {host}")
+        },
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// Makes an empty, stamped journal at `path` in one step: it is built
@@ -707,6 +779,89 @@ fn not_sqlite(path: &Path) -> Error {
     )
 }
 
+/// The right to send with a journal: an exclusive flock on the database
+/// file, and this process's claim on it.
+struct Lock {
+    file: File,
+    /// Declared after `file`: another thread of this process may open the
+    /// file only once its lock is gone.
+    _claim: Claim,
+}
+
+impl Lock {
+    fn take(path: &Path, wait: bool) -> Result<Lock> {
+        let key = std::fs::canonicalize(path).map_err(io(path))?;
+        let Some(claim) = Claim::take(key, wait) else {
+            return Err(busy(path));
+        };
+        let file = File::open(path).map_err(io(path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) if wait => file.lock().map_err(io(path))?,
+            Err(TryLockError::WouldBlock) => {
+                // Closing `file` after this drops no lock of SQLite's: the
+                // claim says this process has no connection to it.
+                return Err(busy(path));
+            }
+            Err(TryLockError::Error(e)) => return Err(io(path)(e)),
+        }
+        Ok(Lock {
+            file,
+            _claim: claim,
+        })
+    }
+}
+
+/// The error for a journal another sender holds, naming it when it can.
+fn busy(path: &Path) -> Error {
+    let owner = (|| {
+        let conn = reader(path).ok()?;
+        conn.busy_timeout(Duration::from_millis(200)).ok()?;
+        conn.query_row("SELECT value FROM meta WHERE key = 'owner'", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .ok()
+    })();
+    Error::JournalBusy {
+        path: path.into(),
+        owner: match owner {
+            Some(o) => format!("letterpress send ({o})"),
+            None => "another letterpress send".into(),
+        },
+    }
+}
+
+/// The journals this process holds for sending, by canonical path.
+static HELD: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static RELEASED: Condvar = Condvar::new();
+
+/// This process's claim on a journal: a second sender within the process
+/// is stopped here, before it opens a descriptor (see the pitfall above).
+struct Claim(PathBuf);
+
+impl Claim {
+    /// `None` if this process holds `key` and `wait` is off.
+    fn take(key: PathBuf, wait: bool) -> Option<Claim> {
+        let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+        while held.contains(&key) {
+            if !wait {
+                return None;
+            }
+            held = RELEASED.wait(held).unwrap_or_else(PoisonError::into_inner);
+        }
+        held.push(key.clone());
+        Some(Claim(key))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+        held.retain(|k| k != &self.0);
+        RELEASED.notify_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -847,6 +1002,129 @@ mod tests {
         assert_eq!(j.meta("k").unwrap(), None);
         assert!(j.set_meta("k", "v").is_err());
         assert!(j.begin("b@x.org", "<2@x>").is_err());
+    }
+
+    #[test]
+    fn a_reader_works_while_a_sender_owns_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.sqlite");
+        let j = SqliteJournal::open(&p, SEND).unwrap();
+        plan(&j, &["a@x.org", "b@x.org"]);
+        j.begin("a@x.org", "<1@x>").unwrap();
+        j.finish("a@x.org", State::Accepted, Some(250), "250 ok")
+            .unwrap();
+        let r = SqliteJournal::open(&p, Mode::Read).unwrap();
+        assert_eq!(accepted(&r), 1);
+        let owner = r.meta("owner").unwrap().unwrap();
+        assert!(
+            owner.starts_with(&format!("pid {}", std::process::id())),
+            "{owner}"
+        );
+        j.begin("b@x.org", "<2@x>").unwrap();
+        j.finish("b@x.org", State::Accepted, Some(250), "250 ok")
+            .unwrap();
+        // `finish` may return before its commit; `begin` does not.
+        j.begin("c@x.org", "<3@x>").unwrap();
+        assert_eq!(accepted(&r), 2);
+        let d = SqliteJournal::open(&p, Mode::DryRun).unwrap();
+        assert_eq!(accepted(&d), 2);
+        drop((r, d));
+        drop(j);
+    }
+
+    #[test]
+    fn a_second_sender_is_refused_and_told_who_owns_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.sqlite");
+        let j = SqliteJournal::open(&p, SEND).unwrap();
+        plan(&j, &["a@x.org"]);
+        let e = SqliteJournal::open(&p, SEND).expect_err("second sender");
+        assert!(matches!(e, Error::JournalBusy { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains(&format!(
+                "is in use by letterpress send (pid {}",
+                std::process::id()
+            )),
+            "{e}"
+        );
+        assert!(e.contains(", started 2"), "{e}");
+        // The same file by another name is the same journal.
+        let other = dir.path().join(".").join("j.sqlite");
+        assert!(SqliteJournal::open(&other, SEND).is_err());
+        drop(j);
+        let j = SqliteJournal::open(&p, SEND).unwrap();
+        assert_eq!(j.known().unwrap().len(), 1);
+    }
+
+    /// The lock is flock on the database file: held per open file
+    /// description, so two opens conflict even in one process, and apart
+    /// from SQLite's own (fcntl) locks.
+    #[test]
+    fn the_lock_is_an_flock_on_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.sqlite");
+        drop(SqliteJournal::open(&p, SEND).unwrap());
+
+        // Another process's sender, as far as this file is concerned.
+        let other = File::open(&p).unwrap();
+        other.try_lock().unwrap();
+        let second = File::open(&p).unwrap();
+        assert!(matches!(second.try_lock(), Err(TryLockError::WouldBlock)));
+        drop(second);
+        let e = message(SqliteJournal::open(&p, SEND));
+        assert!(e.contains("is in use by another letterpress send"), "{e}");
+        // Readers do not take it, and SQLite's locks are not hindered.
+        let r = SqliteJournal::open(&p, Mode::Read).unwrap();
+        assert_eq!(accepted(&r), 0);
+        drop(r);
+        drop(other);
+
+        let j = SqliteJournal::open(&p, SEND).unwrap();
+        plan(&j, &["a@x.org"]);
+        let probe = File::open(&p).unwrap();
+        assert!(matches!(probe.try_lock(), Err(TryLockError::WouldBlock)));
+        // Closing `probe` drops this process's POSIX locks on the file,
+        // SQLite's too (harmless here: no other process uses the file).
+        drop(probe);
+        j.begin("a@x.org", "<1@x>").unwrap();
+    }
+
+    #[test]
+    fn a_waiting_sender_gets_the_journal_once_the_first_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.sqlite");
+        let wait = Mode::Send {
+            wait: true,
+            full_sync: false,
+        };
+        let waiter = |p: PathBuf| {
+            std::thread::spawn(move || {
+                let t = std::time::Instant::now();
+                let j = SqliteJournal::open(&p, wait).unwrap();
+                plan(&j, &["late@x.org"]);
+                t.elapsed()
+            })
+        };
+
+        // A sender of this process.
+        let first = SqliteJournal::open(&p, SEND).unwrap();
+        let second = waiter(p.clone());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!second.is_finished());
+        drop(first);
+        assert!(second.join().unwrap() >= Duration::from_millis(250));
+
+        // A sender of another process (its flock).
+        let other = File::open(&p).unwrap();
+        other.try_lock().unwrap();
+        let second = waiter(p.clone());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!second.is_finished());
+        drop(other);
+        assert!(second.join().unwrap() >= Duration::from_millis(250));
+        let j = SqliteJournal::open(&p, Mode::Read).unwrap();
+        assert!(j.known().unwrap().contains_key("late@x.org"));
     }
 
     #[test]
