@@ -1,6 +1,6 @@
 //! The SQLite journal: one file per campaign, and the only place that
 //! writes SQL. It must not be misused: it refuses a file that is not a
-//! journal, and keeps a second sender out.
+//! journal, keeps a second sender out, and lets readers create no file.
 //!
 //! Why SQLite (through rusqlite, SQLite compiled in): it is a real store
 //! with atomic commits and crash recovery we do not have to write, it can be
@@ -28,6 +28,12 @@
 //! conflicts even within one process. (On Windows the lock would be
 //! mandatory and block SQLite's own reads: that needs a lock file beside the
 //! journal instead.)
+//!
+//! **Readers create no file.** At rest a journal is in rollback mode
+//! (`journal_mode=DELETE`): a sender switches it to WAL while it runs and
+//! back when it is dropped, which also removes `-wal` and `-shm`. A reader
+//! opens read-only: at rest it creates nothing, and when `-wal`/`-shm` are
+//! there (a sender running, or one that crashed) it uses them.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -170,6 +176,13 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| refuse(path, e.to_string())
 }
 
+/// `path` with `suffix` appended to its name: SQLite's `-wal`, `-shm`.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    s.into()
+}
+
 impl SqliteJournal {
     /// Opens the journal at `path` (see [`Mode`]). Whatever the mode, a
     /// file that is not a letterpress journal is refused before anything is
@@ -296,7 +309,10 @@ impl SqliteJournal {
 }
 
 impl Drop for SqliteJournal {
-    /// A sender that is done is no one's owner.
+    /// A sender leaves the journal at rest: no owner, rollback mode (which
+    /// checkpoints the log and removes `-wal` and `-shm`). While a reader
+    /// has it open the switch fails and the journal stays in WAL mode, which
+    /// is still correct; the next sender tries again.
     fn drop(&mut self) {
         if self.lock.is_none() {
             return;
@@ -304,6 +320,7 @@ impl Drop for SqliteJournal {
         let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
         let _ = conn.busy_timeout(Duration::from_secs(1));
         let _ = conn.execute("DELETE FROM meta WHERE key = 'owner'", []);
+        let _ = conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()));
     }
 }
 
@@ -503,9 +520,10 @@ impl Journal for SqliteJournal {
 // another process delete the log under it). SQLite guards its own
 // descriptors against this; ours are opened only where no sender of this
 // process has a connection to the file: the sender's lock descriptor is
-// closed after its connection, and a second sender of this process is
-// stopped by `Claim` before it opens one. A reader of this process may
-// still lose its lock that way; it writes nothing.
+// closed after its connection, a second sender of this process is stopped
+// by `Claim` before it opens one, and a reader peeks at the header only
+// when there is no `-wal` (no sender running). A reader of this process
+// may still lose its lock that way; it writes nothing.
 
 fn open_read(path: &Path, writes: Writes) -> Result<SqliteJournal> {
     match std::fs::metadata(path) {
@@ -525,8 +543,12 @@ fn open_read(path: &Path, writes: Writes) -> Result<SqliteJournal> {
         Ok(m) if m.len() == 0 => return Err(empty(path)),
         Ok(_) => {}
     }
-    // Not SQLite at all: SQLite says so when it reads the header.
-    let conn = reader(path)?;
+    let header = if beside(path, "-wal").exists() {
+        None
+    } else {
+        Some(Header::read(&File::open(path).map_err(io(path))?, path)?)
+    };
+    let conn = reader(path, header.as_ref())?;
     identify(&conn, path)?;
     Ok(SqliteJournal::new(path, conn, writes, None))
 }
@@ -536,10 +558,10 @@ fn open_send(path: &Path, wait: bool, full_sync: bool) -> Result<SqliteJournal> 
         create(path)?;
     }
     let lock = Lock::take(path, wait)?;
-    Header::check(&lock.file, path)?;
+    let header = Header::read(&lock.file, path)?;
     // Identified by a reader, so that nothing is written to a file that is
     // not ours: not even a recovery of its log.
-    let kind = identify(&reader(path)?, path)?;
+    let kind = identify(&reader(path, Some(&header))?, path)?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -663,12 +685,14 @@ fn copy_new(from: &Path, to: &Path) -> Result<()> {
     .map_err(io(to))
 }
 
-/// The first 100 bytes of a database file.
-struct Header;
+/// What the first 100 bytes of the file say.
+struct Header {
+    /// The file is in WAL mode.
+    wal: bool,
+}
 
 impl Header {
-    /// Refuses an empty file, and one that does not start as SQLite does.
-    fn check(file: &File, path: &Path) -> Result<()> {
+    fn read(file: &File, path: &Path) -> Result<Header> {
         let mut f = file;
         let mut b = Vec::with_capacity(100);
         f.seek(SeekFrom::Start(0))
@@ -680,16 +704,30 @@ impl Header {
         if b.len() < 100 || &b[..16] != b"SQLite format 3\0" {
             return Err(not_sqlite(path));
         }
-        Ok(())
+        Ok(Header { wal: b[18] == 2 })
     }
 }
 
-/// A read-only connection.
-fn reader(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+/// A read-only connection that creates no file. `header` is `None` when
+/// the caller may not peek (see the pitfall above); the journal then is in
+/// rollback mode or has its `-wal`.
+fn reader(path: &Path, header: Option<&Header>) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = if header.is_some_and(|h| h.wal) && !beside(path, "-wal").exists() {
+        // Left in WAL mode with no log (by a letterpress from before the
+        // rest in rollback mode, or an outside tool): a plain reader would
+        // make `-wal` and `-shm` and could not remove them. With no log
+        // there is no sender (a sender has one), so read it as immutable.
+        let abs = std::path::absolute(path).map_err(io(path))?;
+        let url = url::Url::from_file_path(&abs)
+            .map_err(|()| refuse(path, "cannot be named as an SQLite URI"))?;
+        Connection::open_with_flags(
+            format!("{url}?mode=ro&immutable=1"),
+            flags | OpenFlags::SQLITE_OPEN_URI,
+        )
+    } else {
+        Connection::open_with_flags(path, flags)
+    }
     .map_err(sql(path))?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(sql(path))?;
@@ -792,7 +830,7 @@ impl Lock {
     fn take(path: &Path, wait: bool) -> Result<Lock> {
         let key = std::fs::canonicalize(path).map_err(io(path))?;
         let Some(claim) = Claim::take(key, wait) else {
-            return Err(busy(path));
+            return Err(busy(path, None));
         };
         let file = File::open(path).map_err(io(path))?;
         match file.try_lock() {
@@ -801,7 +839,7 @@ impl Lock {
             Err(TryLockError::WouldBlock) => {
                 // Closing `file` after this drops no lock of SQLite's: the
                 // claim says this process has no connection to it.
-                return Err(busy(path));
+                return Err(busy(path, Some(&file)));
             }
             Err(TryLockError::Error(e)) => return Err(io(path)(e)),
         }
@@ -813,9 +851,14 @@ impl Lock {
 }
 
 /// The error for a journal another sender holds, naming it when it can.
-fn busy(path: &Path) -> Error {
+/// `file` is a descriptor that may be read from (see the pitfall above).
+fn busy(path: &Path, file: Option<&File>) -> Error {
     let owner = (|| {
-        let conn = reader(path).ok()?;
+        let header = match file {
+            Some(f) => Some(Header::read(f, path).ok()?),
+            None => None,
+        };
+        let conn = reader(path, header.as_ref()).ok()?;
         conn.busy_timeout(Duration::from_millis(200)).ok()?;
         conn.query_row("SELECT value FROM meta WHERE key = 'owner'", [], |r| {
             r.get::<_, String>(0)
@@ -979,9 +1022,11 @@ mod tests {
     }
 
     #[test]
-    fn a_dry_run_of_a_first_send_reads_nothing_and_writes_nothing() {
+    fn readers_create_no_file_whether_the_journal_exists_or_not() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("j.sqlite");
+
+        // A dry run of a first send: nothing known, writes dropped.
         let j = SqliteJournal::open(&p, Mode::DryRun).unwrap();
         assert!(j.known().unwrap().is_empty());
         plan(&j, &["a@x.org"]);
@@ -991,17 +1036,41 @@ mod tests {
         // `status` of a journal that does not exist.
         let e = message(SqliteJournal::open(&p, Mode::Read));
         assert!(e.contains("does not exist"), "{e}");
-        assert!(!p.exists());
+        assert_eq!(names(dir.path()), Vec::<String>::new());
 
-        drop(SqliteJournal::open(&p, SEND).unwrap());
+        // A sender leaves the journal at rest: no -wal, no -shm.
+        let j = SqliteJournal::open(&p, SEND).unwrap();
+        plan(&j, &["a@x.org", "b@x.org"]);
+        j.begin("a@x.org", "<1@x>").unwrap();
+        j.finish("a@x.org", State::Accepted, Some(250), "250 ok")
+            .unwrap();
+        drop(j);
+        assert_eq!(names(dir.path()), ["j.sqlite"]);
+        // At rest in rollback mode (header bytes 18 and 19: 1, not WAL's 2).
+        assert_eq!(std::fs::read(&p).unwrap()[18..20], [1, 1]);
+
+        for mode in [Mode::Read, Mode::DryRun] {
+            let j = SqliteJournal::open(&p, mode).unwrap();
+            assert_eq!(accepted(&j), 1);
+            assert_eq!(j.known().unwrap().len(), 2);
+            assert_eq!(j.rows_in(&[State::Pending]).unwrap().len(), 1);
+            assert_eq!(j.meta("owner").unwrap(), None);
+            assert_eq!(names(dir.path()), ["j.sqlite"], "{mode:?}, open");
+            drop(j);
+            assert_eq!(names(dir.path()), ["j.sqlite"], "{mode:?}, closed");
+        }
         // A dry run drops writes; a reader refuses them.
         let j = SqliteJournal::open(&p, Mode::DryRun).unwrap();
         j.set_meta("k", "v").unwrap();
+        j.begin("b@x.org", "<2@x>").unwrap();
         drop(j);
         let j = SqliteJournal::open(&p, Mode::Read).unwrap();
         assert_eq!(j.meta("k").unwrap(), None);
+        assert_eq!(j.known().unwrap()["b@x.org"].state, State::Pending);
         assert!(j.set_meta("k", "v").is_err());
         assert!(j.begin("b@x.org", "<2@x>").is_err());
+        drop(j);
+        assert_eq!(names(dir.path()), ["j.sqlite"]);
     }
 
     #[test]
@@ -1030,6 +1099,7 @@ mod tests {
         assert_eq!(accepted(&d), 2);
         drop((r, d));
         drop(j);
+        assert_eq!(names(dir.path()), ["j.sqlite"]);
     }
 
     #[test]
@@ -1228,7 +1298,8 @@ mod tests {
     }
 
     /// A journal of the letterpress before the stamp: WAL mode at rest,
-    /// application_id 0. Read as it is, stamped by the next send.
+    /// application_id 0. Read as it is (creating no file), stamped by the
+    /// next send.
     #[test]
     fn an_unstamped_journal_of_an_earlier_letterpress_is_adopted() {
         let dir = tempfile::tempdir().unwrap();
@@ -1244,9 +1315,12 @@ mod tests {
             )
             .unwrap();
         }
+        assert_eq!(names(dir.path()), ["j.sqlite"]);
         for mode in [Mode::Read, Mode::DryRun] {
             let j = SqliteJournal::open(&p, mode).unwrap();
             assert_eq!(accepted(&j), 1);
+            drop(j);
+            assert_eq!(names(dir.path()), ["j.sqlite"], "{mode:?}");
         }
         assert_eq!(stamp_and_tables(&p).0, 0);
 
@@ -1255,5 +1329,6 @@ mod tests {
         drop(j);
         assert_eq!(stamp_and_tables(&p).0, APPLICATION_ID);
         assert_eq!(stamp_and_tables(&p).1, SCHEMA_VERSION);
+        assert_eq!(names(dir.path()), ["j.sqlite"]);
     }
 }
