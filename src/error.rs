@@ -76,6 +76,14 @@ pub enum Error {
     #[error("journal {path}: {message}")]
     Journal { path: PathBuf, message: String },
 
+    /// Another `send` owns the journal. `owner` names it when it said who
+    /// it is: `letterpress send (pid 1234 on host, started …)`.
+    #[error(
+        "journal {path} is in use by {owner}; nothing was sent. Wait for it to finish and run \
+         the command again, or pass --wait to wait for it"
+    )]
+    JournalBusy { path: PathBuf, owner: String },
+
     #[error("journal {path}: {message}")]
     Changed { path: PathBuf, message: String },
 

@@ -212,6 +212,48 @@ fn dry_run_talks_to_no_server_and_writes_no_journal() {
     assert!(!c.journal().exists());
 }
 
+/// The user reports behind the journal's checks: two sends on one journal
+/// both sent, an empty journal was taken for a new one, and a dry run left
+/// `-wal` and `-shm` beside the journal.
+#[test]
+fn a_journal_has_one_sender_refuses_an_empty_file_and_a_dry_run_leaves_no_file() {
+    let sink = SmtpSink::start(&[]);
+    let c = Camp::new(3);
+    c.send(&sink.url(), &["--quiet", "--limit", "1"])
+        .expect_code(0);
+    let files = || {
+        let mut v: Vec<String> = std::fs::read_dir(c.path(""))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(files(), ["list.csv", "news.journal.sqlite", "news.mjml"]);
+    let r = c.send(&sink.url(), &["--dry-run"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("would send 2 of 2"), "{}", r.stdout);
+    assert_eq!(files(), ["list.csv", "news.journal.sqlite", "news.mjml"]);
+
+    // Another sender holds the journal (its lock, taken here).
+    let other = std::fs::File::open(c.journal()).unwrap();
+    other.try_lock().unwrap();
+    let r = c.send(&sink.url(), &[]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("is in use by"), "{}", r.stderr);
+    assert_eq!(sink.messages().len(), 1);
+    c.status(&[]).expect_code(0);
+    c.send(&sink.url(), &["--dry-run"]).expect_code(0);
+    drop(other);
+
+    std::fs::write(c.journal(), "").unwrap();
+    let r = c.send(&sink.url(), &[]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("is empty (0 bytes)"), "{}", r.stderr);
+    assert_eq!(sink.messages().len(), 1);
+    assert_eq!(std::fs::metadata(c.journal()).unwrap().len(), 0);
+}
+
 #[test]
 fn unreachable_server_stops_before_anyone_is_attempted() {
     let c = Camp::new(5);

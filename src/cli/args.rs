@@ -175,6 +175,10 @@ pub struct SendArgs {
     /// the default is safe against the process dying.
     #[arg(long)]
     pub journal_sync: bool,
+    /// When another send is using the journal, wait for it to finish
+    /// instead of stopping (the letters it sent are then skipped).
+    #[arg(long)]
+    pub wait: bool,
     /// Also send to recipients whose earlier delivery is ambiguous (the
     /// server may already have the letter).
     #[arg(long)]

@@ -12,6 +12,7 @@ use crate::compose::build::{Builder, Sign};
 use crate::compose::campaign::Campaign;
 use crate::compose::recipients::Recipients;
 use crate::compose::template::TemplateFile;
+use crate::deliver::journal::{Journal, Mode, SqliteJournal, State};
 use crate::deliver::run::{self, Clock, Manifest, Outcome};
 use crate::deliver::sendmail::SendmailSink;
 use crate::deliver::sink::FileSink;
@@ -290,6 +291,26 @@ fn open_sink(config: &SendConfig, from_domain: Option<String>) -> Result<Box<dyn
     })
 }
 
+/// The journal of a send, owned by this process until it ends (a dry run
+/// only reads it). With `--wait`, a journal another send owns is waited
+/// for, saying so once.
+fn open_journal(config: &SendConfig) -> Result<SqliteJournal> {
+    if config.dry_run {
+        return SqliteJournal::open(&config.journal, Mode::DryRun);
+    }
+    let mode = |wait| Mode::Send {
+        wait,
+        full_sync: config.journal_sync,
+    };
+    match SqliteJournal::open(&config.journal, mode(false)) {
+        Err(e @ Error::JournalBusy { .. }) if config.journal_wait => {
+            eprintln!("letterpress: {e}; waiting for it (--wait)");
+            SqliteJournal::open(&config.journal, mode(true))
+        }
+        other => other,
+    }
+}
+
 /// `letterpress send`.
 pub fn send(config: &SendConfig) -> Result<u8> {
     use crate::deliver::send::{Event, Sending};
@@ -299,11 +320,7 @@ pub fn send(config: &SendConfig) -> Result<u8> {
     let reopen = reopener(&config.source)?;
     let (campaign, from_domain) = compile_for_send(&config.source, &reopen)?;
     let sink = open_sink(config, from_domain)?;
-    let journal = crate::deliver::journal::Journal::open(
-        &config.journal,
-        config.dry_run,
-        config.journal_sync,
-    )?;
+    let journal = open_journal(config)?;
 
     // Ctrl-C (or SIGTERM): stop taking recipients, finish those in flight.
     // A second one exits at once (in-flight ones are then ambiguous).
@@ -401,10 +418,7 @@ fn print_send_summary(config: &SendConfig, summary: &crate::deliver::send::Summa
 
 /// Writes the failed rows of `journal`: the list's columns, then
 /// `smtp_code` and `smtp_reply`.
-fn write_failed_csv(
-    journal: &crate::deliver::journal::Journal,
-    path: &std::path::Path,
-) -> Result<()> {
+fn write_failed_csv(journal: &dyn Journal, path: &std::path::Path) -> Result<()> {
     let err = |e: csv::Error| Error::Write {
         path: path.into(),
         source: std::io::Error::other(e.to_string()),
@@ -413,7 +427,7 @@ fn write_failed_csv(
         .meta("columns")?
         .and_then(|c| serde_json::from_str(&c).ok())
         .unwrap_or_default();
-    let rows = journal.rows_in(&[crate::deliver::journal::State::Failed])?;
+    let rows = journal.rows_in(&[State::Failed])?;
     let mut w = csv::Writer::from_path(path).map_err(err)?;
     let mut head = columns.clone();
     head.extend(["smtp_code".to_string(), "smtp_reply".to_string()]);
@@ -433,13 +447,7 @@ fn write_failed_csv(
 
 /// `letterpress status`.
 pub fn status(args: &StatusArgs) -> Result<u8> {
-    if !args.journal.exists() {
-        return Err(Error::Read {
-            path: args.journal.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such journal"),
-        });
-    }
-    let journal = crate::deliver::journal::Journal::open(&args.journal, true, false)?;
+    let journal = SqliteJournal::open(&args.journal, Mode::Read)?;
     let counts = journal.counts()?;
     let total: usize = counts.iter().map(|(_, n)| n).sum();
     if let Some(path) = &args.failed_csv {
@@ -470,7 +478,7 @@ pub fn status(args: &StatusArgs) -> Result<u8> {
             let _ = writeln!(out, "{:<10} {n}", s.as_str());
         }
         let _ = writeln!(out, "{:<10} {total}", "total");
-        let ambiguous = journal.rows_in(&[crate::deliver::journal::State::Ambiguous])?;
+        let ambiguous = journal.rows_in(&[State::Ambiguous])?;
         for a in ambiguous.iter().take(20) {
             let _ = writeln!(out, "ambiguous: row {}: {}", a.row, a.reply);
         }

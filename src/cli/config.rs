@@ -168,6 +168,8 @@ pub struct SendConfig {
     pub transport: Transport,
     pub journal: PathBuf,
     pub journal_sync: bool,
+    /// `--wait`: wait for another send that owns the journal.
+    pub journal_wait: bool,
     pub failed_csv: Option<PathBuf>,
     pub dry_run: bool,
     /// The DKIM key, loaded.
@@ -381,6 +383,7 @@ impl SendConfig {
             transport,
             journal,
             journal_sync: args.journal_sync,
+            journal_wait: args.wait,
             failed_csv: args.failed_csv.clone(),
             dry_run: args.dry_run,
             signer,

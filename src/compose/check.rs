@@ -89,7 +89,10 @@ fn problem_of(e: &Error) -> Problem {
         Error::NoSnapshot { .. } | Error::Listen { .. } => {
             Problem::new(Severity::Error, "", e.to_string())
         }
-        Error::Journal { path, .. } | Error::Changed { path, .. } | Error::Dkim { path, .. } => {
+        Error::Journal { path, .. }
+        | Error::JournalBusy { path, .. }
+        | Error::Changed { path, .. }
+        | Error::Dkim { path, .. } => {
             Problem::new(Severity::Error, path.display().to_string(), e.to_string())
         }
         Error::Transport { message } => Problem::new(Severity::Error, "", message.clone()),

@@ -128,7 +128,7 @@ pub struct Sending<'a> {
     pub builder: Builder<'a>,
     /// SMTP, the local MTA, or the null sink of a dry run.
     pub sink: &'a dyn Sink,
-    pub journal: &'a Journal,
+    pub journal: &'a dyn Journal,
     pub options: &'a Options,
     /// Set by Ctrl-C: no new recipient is started, the messages in flight
     /// finish.
@@ -170,7 +170,7 @@ impl Sending<'_> {
         let started = Instant::now();
         let mut summary = Summary {
             dry_run: self.options.dry_run,
-            journal: self.journal.path().display().to_string(),
+            journal: self.journal.describe().to_string(),
             ..Summary::default()
         };
         let to_send = self.plan(reopen()?, &mut summary)?;
@@ -201,7 +201,7 @@ impl Sending<'_> {
             if name(&theirs) != name(&ours) {
                 let list = journal.meta("recipients")?.unwrap_or_default();
                 return Err(Error::Journal {
-                    path: journal.path().into(),
+                    path: journal.describe().into(),
                     message: format!(
                         "belongs to another campaign: {theirs} to {list}, not {ours}; nothing \
                          was sent. Give this campaign its own --journal (or leave --journal \
@@ -221,7 +221,7 @@ impl Sending<'_> {
                     }
                 };
                 return Err(Error::Journal {
-                    path: journal.path().into(),
+                    path: journal.describe().into(),
                     message: format!(
                         "was written by {}, and this is {}; use another --journal",
                         what(&was),
@@ -236,7 +236,7 @@ impl Sending<'_> {
             .is_some_and(|was| was != hash);
         if template_changed && !self.options.force {
             return Err(Error::Changed {
-                path: journal.path().into(),
+                path: journal.describe().into(),
                 message: format!(
                     "the template {} changed since this journal was written; the letters sent \
                      so far differ from the rest. Pass --force to send the new version to \
@@ -512,7 +512,7 @@ impl Planner<'_, '_> {
             list.push_str(&format!(" and {} more", n - 5));
         }
         Err(Error::Changed {
-            path: self.sending.journal.path().into(),
+            path: self.sending.journal.describe().into(),
             message: format!(
                 "the data of {n} recipient(s) changed since this journal was written: {list}. \
                  Pass --force to send the new data to those not yet accepted (accepted ones \

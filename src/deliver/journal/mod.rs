@@ -1,0 +1,144 @@
+//! The send journal: each recipient's state, kept so that a crash, a Ctrl-C
+//! or a dropped connection can be resumed without sending anyone the letter
+//! twice or skipping anyone. This file owns the interface ([`Journal`]) and
+//! the backend-neutral types; a backend owns its storage and is the only
+//! place that speaks its query language ([`sqlite`]: SQL, for SQLite).
+//!
+//! States, in order: `pending` (known, never attempted) -> `inflight`
+//! (written before MAIL FROM) -> `accepted` (2xx after the dot, with the
+//! server's reply) / `deferred` (4xx, will be retried) / `failed` (5xx, or
+//! 4xx until the retries ran out) / `ambiguous` (hang-up or timeout after
+//! the body, or in flight when the process died: the server may have the
+//! message).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::error::Result;
+
+pub mod sqlite;
+
+pub use sqlite::{Mode, SqliteJournal};
+
+/// What `send` and `status` need of a journal, whatever stores it.
+///
+/// A journal opened for sending has one owner at a time: the backend keeps a
+/// second sender out. Writes of concurrent sender threads may be committed
+/// in groups, but [`Journal::begin`] returns only once its record is
+/// committed, so MAIL FROM never starts before `inflight` is stored.
+pub trait Journal: Send + Sync {
+    /// Where the journal is (a path, a URL without its password), for
+    /// messages.
+    fn describe(&self) -> &str;
+
+    fn meta(&self, key: &str) -> Result<Option<String>>;
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+
+    /// After a crash, entries still in flight may or may not have reached
+    /// the server: they become ambiguous. Returns how many.
+    fn recover(&self) -> Result<usize>;
+
+    /// Everyone the journal knows, by address.
+    fn known(&self) -> Result<HashMap<String, Known>>;
+
+    /// Starts the plan: [`Journal::add`] and [`Journal::set_meta`] are
+    /// committed together at [`Journal::plan_end`], or not at all.
+    fn plan_start(&self) -> Result<()>;
+
+    /// Adds new recipients as pending and refreshes the row, fields and
+    /// fingerprint of known ones. Call between `plan_start` and `plan_end`.
+    fn add(&self, entries: &[NewEntry<'_>]) -> Result<()>;
+
+    /// Commits (or rolls back) the plan.
+    fn plan_end(&self, commit: bool) -> Result<()>;
+
+    /// Marks a recipient in flight: called before MAIL FROM. Returns once
+    /// the record is committed.
+    fn begin(&self, address: &str, message_id: &str) -> Result<()>;
+
+    /// Records the outcome of an attempt. It may be committed together
+    /// with other threads' writes, and after this returns; a failed commit
+    /// is reported by a later write.
+    fn finish(&self, address: &str, state: State, code: Option<u16>, reply: &str) -> Result<()>;
+
+    /// How many recipients are in each state, every state listed.
+    fn counts(&self) -> Result<Vec<(State, usize)>>;
+
+    /// The recipients in `states`, in row order.
+    fn rows_in(&self, states: &[State]) -> Result<Vec<FailedRow>>;
+}
+
+/// A recipient's state in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Inflight,
+    Deferred,
+    Accepted,
+    Failed,
+    Ambiguous,
+}
+
+impl State {
+    pub const ALL: [State; 6] = [
+        State::Pending,
+        State::Inflight,
+        State::Deferred,
+        State::Accepted,
+        State::Failed,
+        State::Ambiguous,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Inflight => "inflight",
+            State::Deferred => "deferred",
+            State::Accepted => "accepted",
+            State::Failed => "failed",
+            State::Ambiguous => "ambiguous",
+        }
+    }
+
+    /// Unknown names read as pending.
+    pub(crate) fn parse(s: &str) -> State {
+        State::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .unwrap_or(State::Pending)
+    }
+}
+
+/// What the journal knew of a recipient when the run started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub state: State,
+    pub fingerprint: u128,
+    pub row: usize,
+    pub reply: Option<String>,
+}
+
+/// One recipient to add (or refresh) before sending.
+#[derive(Debug, Clone)]
+pub struct NewEntry<'a> {
+    /// The lower-cased address: the key.
+    pub address: &'a str,
+    pub row: usize,
+    pub line: u64,
+    pub fingerprint: u128,
+    /// The CSV fields, for `--failed-csv`.
+    pub fields: &'a [String],
+}
+
+/// One row of `--failed-csv`.
+#[derive(Debug, Clone)]
+pub struct FailedRow {
+    pub row: usize,
+    pub fields: Vec<String>,
+    pub state: State,
+    pub code: Option<u16>,
+    pub reply: String,
+}
