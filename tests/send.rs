@@ -403,6 +403,44 @@ fn transient_replies_are_retried_until_accepted() {
 }
 
 #[test]
+fn pipelining_is_used_when_offered_and_a_failure_mid_batch_sends_nothing() {
+    let server = ScriptedServer::start();
+    server
+        .offer_pipelining()
+        .on_rcpt("person1@example.org", &[Fault::Reply(Step::Rcpt, 451)])
+        .on_rcpt("person2@example.org", &[Fault::Reply(Step::Data, 452)])
+        .on_rcpt("person3@example.org", &[Fault::Reply(Step::Rcpt, 550)]);
+    let c = Camp::new(5);
+    let r = c.send(&server.url(), &["--json"]);
+    r.expect_code(3);
+    let s = summary(&r);
+    assert_eq!(
+        (s["accepted"].as_u64(), s["failed"].as_u64()),
+        (Some(4), Some(1)),
+        "{s}"
+    );
+    let mut acc = server.accepted();
+    acc.sort();
+    assert_eq!(
+        acc,
+        [
+            "person1@example.org",
+            "person2@example.org",
+            "person4@example.org",
+            "person5@example.org"
+        ]
+    );
+    // Every attempt (5 recipients, 2 retried) went out as one batch, and the
+    // DATA sent behind a refused RCPT delivered nothing.
+    assert_eq!(server.pipelined(), 7);
+    assert_eq!(server.bodies().len(), 4);
+    // A server that does not offer it gets one command at a time.
+    let plain = ScriptedServer::start();
+    Camp::new(2).send(&plain.url(), &[]).expect_code(0);
+    assert_eq!((plain.pipelined(), plain.accepted().len()), (0, 2));
+}
+
+#[test]
 fn permanent_replies_are_recorded_and_the_run_goes_on() {
     let server = ScriptedServer::start();
     server

@@ -576,6 +576,10 @@ struct Script {
     /// Every message body accepted.
     bodies: Vec<String>,
     connections: usize,
+    /// Offer PIPELINING (RFC 2920) in the EHLO reply.
+    pipelining: bool,
+    /// MAIL commands that arrived with the RCPT after them already sent.
+    pipelined: usize,
 }
 
 /// A scripted SMTP server: answers like a plain server unless a fault for
@@ -613,6 +617,18 @@ impl ScriptedServer {
 
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Offers PIPELINING from now on.
+    pub fn offer_pipelining(&self) -> &Self {
+        self.script.lock().unwrap().pipelining = true;
+        self
+    }
+
+    /// How many transactions the client pipelined (MAIL FROM sent together
+    /// with what follows it).
+    pub fn pipelined(&self) -> usize {
+        self.script.lock().unwrap().pipelined
     }
 
     pub fn on_connect(&self, f: Fault) -> &Self {
@@ -714,6 +730,9 @@ fn serve(
         }
         let cmd = line.trim_end().to_ascii_uppercase();
         let step = if cmd.starts_with("MAIL") {
+            if r.buffer().starts_with(b"RCPT") {
+                script.lock().unwrap().pipelined += 1;
+            }
             Some(Step::Mail)
         } else if cmd.starts_with("RCPT") {
             rcpt = line.trim_end()[8..]
@@ -791,7 +810,11 @@ fn serve(
                 fault = None;
             }
             Some(_) => write!(w, "250 ok\r\n")?,
-            None if cmd.starts_with("EHLO") => write!(w, "250-scripted\r\n250 8BITMIME\r\n")?,
+            None if cmd.starts_with("EHLO") => {
+                let pipelining = script.lock().unwrap().pipelining;
+                let offer = if pipelining { "250-PIPELINING\r\n" } else { "" };
+                write!(w, "250-scripted\r\n{offer}250 8BITMIME\r\n")?
+            }
             None if cmd.starts_with("QUIT") => {
                 write!(w, "221 bye\r\n")?;
                 return Ok(());
