@@ -184,7 +184,7 @@ fn main() {
             }),
         ),
         (
-            "letterpress Signer (mail-auth, ring)",
+            "letterpress Signer (RSA: OpenSSL, Ed25519: ring)",
             Box::new(|i| {
                 black_box(new_rsa.sign(eml, time + i as i64));
             }),
