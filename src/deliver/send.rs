@@ -384,12 +384,16 @@ impl Sending<'_> {
             fatal: Mutex::new(None),
             journal_error: Mutex::new(None),
             halt: AtomicBool::new(false),
+            build_ahead: self.options.concurrency
+                < std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         std::thread::scope(|s| {
             for _ in 0..self.options.concurrency.max(1) {
                 s.spawn(|| senders.sender());
             }
         });
+        // The last acceptances wait for a commit that no letter brings.
+        let flushed = self.journal.flush();
         let c = &senders.counters;
         summary.accepted = c.accepted.load(Ordering::Relaxed);
         summary.failed = c.failed.load(Ordering::Relaxed);
@@ -405,6 +409,7 @@ impl Sending<'_> {
         if let Some(e) = senders.journal_error.into_inner().expect("journal error") {
             return Err(e);
         }
+        flushed?;
         match senders.feed.into_inner().expect("feed").error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -571,6 +576,8 @@ struct Senders<'s, 'a> {
     journal_error: Mutex<Option<Error>>,
     /// A fatal or journal error: every sender stops.
     halt: AtomicBool,
+    /// Each sender has a helper thread that builds its next letter.
+    build_ahead: bool,
 }
 
 impl Senders<'_, '_> {
@@ -603,39 +610,75 @@ impl Senders<'_, '_> {
 
     /// One sender thread: take a row, build its letter, deliver it; until
     /// the list is done or the run stops.
+    ///
+    /// With fewer senders than cores, a sender would leave a core idle
+    /// while it waits for the server: then a helper thread builds its next
+    /// letter meanwhile (one ahead, no more). With as many senders as cores
+    /// or more, the other senders fill that time, and a handoff would only
+    /// add context switches, so each builds its own.
     fn sender(&self) {
-        let s = self.sending;
-        while !self.stopped() {
-            let Some(r) = self.feed.lock().expect("feed").next() else {
-                return;
-            };
-            let built = match s.builder.build(&r) {
-                Ok(b) => b,
-                Err(p) => {
-                    // The plan checked the address only: other problems of
-                    // the row (a bad From, a failing helper) show here.
-                    self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                    (s.on_event)(Event::Problem(&p));
-                    continue;
+        if !self.build_ahead {
+            while let Some(next) = self.next_letter() {
+                if !self.handle(next) {
+                    return;
                 }
-            };
-            for w in &built.letter.warnings {
-                (s.on_event)(Event::Problem(w));
             }
-            if s.options.dry_run {
-                self.counters.started.fetch_add(1, Ordering::Relaxed);
-                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-                (s.on_event)(Event::Progress);
-                continue;
-            }
-            self.pace.wait(s.stop);
-            if self.stopped() {
-                return;
-            }
-            if !self.deliver(&built) {
-                return;
-            }
+            return;
         }
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(0);
+            s.spawn(move || {
+                while let Some(next) = self.next_letter() {
+                    // The sender stopped: the letter stays unsent (not
+                    // attempted), as when the run stops before its row.
+                    if tx.send(next).is_err() {
+                        return;
+                    }
+                }
+            });
+            for next in rx {
+                if !self.handle(next) {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// The next planned row, built; `None` when the list is done or the
+    /// run stops.
+    fn next_letter(&self) -> Option<std::result::Result<Built, Problem>> {
+        if self.stopped() {
+            return None;
+        }
+        let r = self.feed.lock().expect("feed").next()?;
+        Some(self.sending.builder.build(&r))
+    }
+
+    /// Reports, journals and delivers one built letter. False when this
+    /// sender must stop.
+    fn handle(&self, next: std::result::Result<Built, Problem>) -> bool {
+        let s = self.sending;
+        let built = match next {
+            Ok(b) => b,
+            Err(p) => {
+                // The plan checked the address only: other problems of the
+                // row (a bad From, a failing helper) show here.
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                (s.on_event)(Event::Problem(&p));
+                return true;
+            }
+        };
+        for w in &built.letter.warnings {
+            (s.on_event)(Event::Problem(w));
+        }
+        if s.options.dry_run {
+            self.counters.started.fetch_add(1, Ordering::Relaxed);
+            self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            (s.on_event)(Event::Progress);
+            return true;
+        }
+        self.pace.wait(s.stop);
+        !self.stopped() && self.deliver(&built)
     }
 
     /// Stops the run because the destination cannot be used; the letter
@@ -721,7 +764,14 @@ impl Senders<'_, '_> {
                     (State::Failed, code, reply)
                 }
             };
-            let ok = self.journalled(journal.finish(&key, state, code, &reply));
+            // An acceptance rides with the next letter's in-flight commit
+            // (one commit per letter), unless --rate spaces the letters out:
+            // then it would wait long, and is committed now.
+            let written = match state {
+                State::Accepted if opts.interval.is_none() => journal.accepted_later(&key, &reply),
+                _ => journal.finish(&key, state, code, &reply),
+            };
+            let ok = self.journalled(written);
             (s.on_event)(Event::Progress);
             return ok;
         }

@@ -63,6 +63,17 @@ pub trait Journal: Send + Sync {
     /// is reported by a later write.
     fn finish(&self, address: &str, state: State, code: Option<u16>, reply: &str) -> Result<()>;
 
+    /// Records an acceptance, committed with the next write of any thread
+    /// (a [`Journal::begin`], or [`Journal::flush`]) instead of a commit of
+    /// its own: one commit per letter instead of two. Until then the
+    /// recipient is in flight, so a crash in between leaves it ambiguous
+    /// on resume (never sent twice, listed for a look), as a crash between
+    /// the server's reply and any commit would.
+    fn accepted_later(&self, address: &str, reply: &str) -> Result<()>;
+
+    /// Commits every write still queued.
+    fn flush(&self) -> Result<()>;
+
     /// How many recipients are in each state, every state listed.
     fn counts(&self) -> Result<Vec<(State, usize)>>;
 

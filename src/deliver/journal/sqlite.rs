@@ -94,6 +94,19 @@ enum Op {
         reply: String,
         at: i64,
     },
+    /// Nothing to write: makes [`Journal::flush`] commit what is queued.
+    Nothing,
+}
+
+/// When a queued write is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// Before the call returns.
+    Now,
+    /// By this thread now, or by the thread committing now right after.
+    Soon,
+    /// With the next write that commits.
+    WithNext,
 }
 
 #[derive(Default)]
@@ -232,13 +245,16 @@ impl SqliteJournal {
     /// Queues `op`; the first thread to find no commit under way commits
     /// everything queued in one transaction, and goes on while more
     /// arrives. With `wait`, returns only once `op` is committed.
-    fn submit(&self, op: Op, wait: bool) -> Result<()> {
+    fn submit(&self, op: Op, wait: Commit) -> Result<()> {
         if !self.writing()? {
             return Ok(());
         }
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         q.ops.push(op);
         q.submitted += 1;
+        if wait == Commit::WithNext {
+            return Ok(());
+        }
         let mine = q.submitted;
         loop {
             if let Some(e) = &q.error {
@@ -264,7 +280,7 @@ impl SqliteJournal {
                 q.committing = false;
                 continue;
             }
-            if !wait {
+            if wait == Commit::Soon {
                 // The committing thread takes it before it stops.
                 return Ok(());
             }
@@ -301,6 +317,7 @@ impl SqliteJournal {
                         reply,
                         at,
                     } => finish.execute(params![address, state.as_str(), code, reply, at])?,
+                    Op::Nothing => 0,
                 };
             }
         }
@@ -317,6 +334,8 @@ impl Drop for SqliteJournal {
         if self.lock.is_none() {
             return;
         }
+        // Normally done by the send; here for an early return.
+        let _ = self.flush();
         let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
         let _ = conn.busy_timeout(Duration::from_secs(1));
         let _ = conn.execute("DELETE FROM meta WHERE key = 'owner'", []);
@@ -443,8 +462,32 @@ impl Journal for SqliteJournal {
                 message_id: message_id.into(),
                 at: now(),
             },
-            true,
+            Commit::Now,
         )
+    }
+
+    fn accepted_later(&self, address: &str, reply: &str) -> Result<()> {
+        self.submit(
+            Op::Finish {
+                address: address.into(),
+                state: State::Accepted,
+                code: None,
+                reply: reply.into(),
+                at: now(),
+            },
+            Commit::WithNext,
+        )
+    }
+
+    fn flush(&self) -> Result<()> {
+        let queued = {
+            let q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            !q.ops.is_empty()
+        };
+        match queued {
+            true => self.submit(Op::Nothing, Commit::Now),
+            false => Ok(()),
+        }
     }
 
     fn finish(&self, address: &str, state: State, code: Option<u16>, reply: &str) -> Result<()> {
@@ -456,7 +499,7 @@ impl Journal for SqliteJournal {
                 reply: reply.into(),
                 at: now(),
             },
-            false,
+            Commit::Soon,
         )
     }
 
@@ -996,6 +1039,33 @@ mod tests {
         let amb = j.rows_in(&[State::Ambiguous]).unwrap();
         assert_eq!(amb.len(), 1);
         assert_eq!(amb[0].row, 2);
+    }
+
+    #[test]
+    fn an_acceptance_later_rides_with_the_next_commit_or_the_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.sqlite");
+        let j = SqliteJournal::open(&p, SEND).unwrap();
+        plan(&j, &["a@x.org", "b@x.org"]);
+        // What another process (status) reads from the file.
+        let state = |a: &str| {
+            let r = SqliteJournal::open(&p, Mode::Read).unwrap();
+            r.known().unwrap()[a].state
+        };
+        j.begin("a@x.org", "<1@x>").unwrap();
+        j.accepted_later("a@x.org", "250 ok").unwrap();
+        assert_eq!(state("a@x.org"), State::Inflight, "not committed yet");
+        j.begin("b@x.org", "<2@x>").unwrap();
+        assert_eq!(
+            state("a@x.org"),
+            State::Accepted,
+            "committed with b's begin"
+        );
+        j.accepted_later("b@x.org", "250 ok").unwrap();
+        assert_eq!(state("b@x.org"), State::Inflight);
+        j.flush().unwrap();
+        assert_eq!(state("b@x.org"), State::Accepted);
+        j.flush().unwrap(); // nothing queued: nothing to do
     }
 
     #[test]
