@@ -4,9 +4,9 @@
 
 use std::io::Write;
 
-use crate::cli::args::{Cli, Command, StatusArgs};
+use crate::cli::args::{Cli, Command};
 use crate::cli::config::{
-    CheckConfig, Env, RenderConfig, SendConfig, ServeConfig, Source, Transport,
+    CheckConfig, Env, RenderConfig, SendConfig, ServeConfig, Source, StatusConfig, Transport,
 };
 use crate::compose::build::{Builder, Sign};
 use crate::compose::campaign::Campaign;
@@ -29,7 +29,7 @@ pub fn main(cli: Cli, env: &Env) -> u8 {
         Command::Serve(args) => ServeConfig::new(&args, env)
             .and_then(|c| crate::preview::serve::serve(&c.source, c.port, c.clock)),
         Command::Send(args) => SendConfig::new(&args, env).and_then(|c| send(&c)),
-        Command::Status(args) => status(&args),
+        Command::Status(args) => status(&StatusConfig::new(&args)),
     };
     match result {
         Ok(code) => code,
@@ -446,15 +446,15 @@ fn write_failed_csv(journal: &dyn Journal, path: &std::path::Path) -> Result<()>
 }
 
 /// `letterpress status`.
-pub fn status(args: &StatusArgs) -> Result<u8> {
-    let journal = SqliteJournal::open(&args.journal, Mode::Read)?;
+pub fn status(config: &StatusConfig) -> Result<u8> {
+    let journal = SqliteJournal::open(&config.journal, Mode::Read)?;
     let counts = journal.counts()?;
     let total: usize = counts.iter().map(|(_, n)| n).sum();
-    if let Some(path) = &args.failed_csv {
+    if let Some(path) = &config.failed_csv {
         write_failed_csv(&journal, path)?;
     }
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if config.json {
         let mut m = serde_json::Map::new();
         for (s, n) in &counts {
             m.insert(s.as_str().into(), (*n).into());

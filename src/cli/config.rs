@@ -6,7 +6,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::cli::args::{CheckArgs, Input, RenderArgs, SendArgs, ServeArgs};
+use crate::cli::args::{CheckArgs, Input, RenderArgs, SendArgs, ServeArgs, StatusArgs};
 use crate::deliver::run::Clock;
 use crate::deliver::sink::Formats;
 use crate::error::{Error, Result};
@@ -75,6 +75,25 @@ impl CheckConfig {
             source: Source::from_args(&args.input)?,
             json: args.json,
         })
+    }
+}
+
+/// `letterpress status`, validated.
+#[derive(Debug, Clone)]
+pub struct StatusConfig {
+    pub journal: PathBuf,
+    /// `--failed-csv FILE`.
+    pub failed_csv: Option<PathBuf>,
+    pub json: bool,
+}
+
+impl StatusConfig {
+    pub fn new(args: &StatusArgs) -> StatusConfig {
+        StatusConfig {
+            journal: args.journal.clone(),
+            failed_csv: args.failed_csv.clone(),
+            json: args.json,
+        }
     }
 }
 
