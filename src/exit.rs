@@ -21,7 +21,9 @@ pub const INTERRUPTED: u8 = 130;
 pub const HELP: &str = "\
 Exit codes:
   0  all well
-  1  fatal: nothing was done (template error, unreadable file, output folder in the way)
+  1  fatal: nothing was done (template error, unreadable file, output folder in the way);
+     for send also: the server cannot be used, another send owns the journal,
+     or the journal is not this campaign's
   2  usage: the command line is wrong
   3  finished, but some rows were rejected (each is reported with its CSV line);
      for send: some recipients failed, are ambiguous or were rejected
