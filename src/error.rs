@@ -63,6 +63,12 @@ pub enum Error {
     )]
     NoSnapshot { path: PathBuf },
 
+    #[error(
+        "{path} is a file, not a folder; --check needs the snapshot folder \
+         (make one with `letterpress render --deterministic --check DIR --update`)"
+    )]
+    SnapshotIsFile { path: PathBuf },
+
     #[error("cannot listen on {addr}: {source}; choose another --port")]
     Listen {
         addr: String,

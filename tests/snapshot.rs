@@ -168,3 +168,21 @@ fn check_needs_a_deterministic_render_and_an_existing_folder() {
     // --update without --check is a usage error (clap).
     render(&t, &csv, &["--deterministic", "--update"]).expect_code(2);
 }
+
+#[test]
+fn check_of_a_file_says_it_is_a_file_not_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv) = campaign(dir.path());
+    let file = write(dir.path(), "snap", "not a folder");
+    for update in [false, true] {
+        let out = check(&t, &csv, &file, update);
+        out.expect_code(1);
+        assert!(
+            out.stderr.contains("is a file, not a folder")
+                && !out.stderr.contains("does not exist"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a folder");
+    }
+}

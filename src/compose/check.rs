@@ -86,7 +86,7 @@ fn problem_of(e: &Error) -> Problem {
         }
         Error::Usage(m) => Problem::new(Severity::Error, "", m.clone()),
         // Not raised by a check; listed so a new variant must be placed here.
-        Error::NoSnapshot { .. } | Error::Listen { .. } => {
+        Error::NoSnapshot { .. } | Error::SnapshotIsFile { .. } | Error::Listen { .. } => {
             Problem::new(Severity::Error, "", e.to_string())
         }
         Error::Journal { path, .. }

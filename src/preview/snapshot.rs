@@ -358,6 +358,9 @@ pub fn check(
     campaign: &Campaign,
     recipients: Recipients,
 ) -> Result<Report> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::SnapshotIsFile { path: dir.into() });
+    }
     if !dir.is_dir() && !config.update {
         return Err(Error::NoSnapshot { path: dir.into() });
     }
