@@ -63,6 +63,21 @@ pub enum Error {
     )]
     NoSnapshot { path: PathBuf },
 
+    #[error(
+        "{path} is a file, not a folder; --check needs the snapshot folder \
+         (make one with `letterpress render --deterministic --check DIR --update`)"
+    )]
+    SnapshotIsFile { path: PathBuf },
+
+    /// `--check` refuses a folder whose files letterpress cannot prove it
+    /// wrote: `--update` would overwrite and remove them.
+    #[error(
+        "{path} is not a letterpress snapshot ({reason}), so --check leaves it alone; \
+         give --check a new or empty folder, or one that `letterpress render` wrote \
+         (with its manifest.json)"
+    )]
+    NotSnapshot { path: PathBuf, reason: String },
+
     #[error("cannot listen on {addr}: {source}; choose another --port")]
     Listen {
         addr: String,

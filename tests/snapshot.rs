@@ -168,3 +168,182 @@ fn check_needs_a_deterministic_render_and_an_existing_folder() {
     // --update without --check is a usage error (clap).
     render(&t, &csv, &["--deterministic", "--update"]).expect_code(2);
 }
+
+/// The file names in `dir` (not their bytes: a failing assertion prints
+/// names, not vectors).
+fn names(dir: &Path) -> Vec<String> {
+    tree(dir).into_iter().map(|(n, _)| n).collect()
+}
+
+/// Asserts `dir` holds exactly `before`, byte for byte.
+fn assert_untouched(dir: &Path, before: &[(String, Vec<u8>)]) {
+    let now = tree(dir);
+    let before_names: Vec<&String> = before.iter().map(|(n, _)| n).collect();
+    assert!(
+        now == before,
+        "{} changed: {before_names:?} -> {:?}",
+        dir.display(),
+        names(dir)
+    );
+}
+
+#[test]
+fn update_refuses_a_folder_that_is_not_a_snapshot_and_keeps_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv) = campaign(dir.path());
+    let docs = dir.path().join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    write(&docs, "2024-budget.txt", "the budget");
+    write(&docs, "2023-annual-report.html", "<p>the report</p>");
+    write(&docs, "0001-notes.eml", "notes");
+    let before = tree(&docs);
+
+    for update in [true, false] {
+        let out = check(&t, &csv, &docs, update);
+        out.expect_code(1);
+        assert!(
+            out.stderr.contains("is not a letterpress snapshot")
+                && out.stderr.contains("no manifest.json")
+                && out.stderr.contains("new or empty folder"),
+            "{}",
+            out.stderr
+        );
+        assert_untouched(&docs, &before);
+    }
+}
+
+#[test]
+fn update_refuses_a_manifest_that_letterpress_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv) = campaign(dir.path());
+    let outside = write(dir.path(), "victim.txt", "keep me");
+    let cases = [
+        ("not JSON", "{\"letterpress\": "),
+        ("someone else's", r#"{"name": "my-app", "letters": []}"#),
+        (
+            "a path out of the folder",
+            r#"{"letterpress": "0.1.0", "letters": [{"files": {"txt": "../victim.txt"}}]}"#,
+        ),
+        (
+            "not a letter file",
+            r#"{"letterpress": "0.1.0", "letters": [{"files": {"txt": "2024-budget.ods"}}]}"#,
+        ),
+    ];
+    for (what, manifest) in cases {
+        let docs = dir.path().join("docs");
+        let _ = std::fs::remove_dir_all(&docs);
+        std::fs::create_dir(&docs).unwrap();
+        write(&docs, "manifest.json", manifest);
+        write(&docs, "0001-mine.txt", "mine");
+        write(&docs, "2024-budget.ods", "the budget");
+        let before = tree(&docs);
+        let out = check(&t, &csv, &docs, true);
+        out.expect_code(1);
+        assert!(
+            out.stderr.contains("is not a letterpress snapshot"),
+            "{what}: {}",
+            out.stderr
+        );
+        assert_untouched(&docs, &before);
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
+    }
+}
+
+#[test]
+fn update_removes_only_the_files_its_manifest_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv, snap) = snapshot(dir.path());
+    // Files of someone else's beside the snapshot, named like letters.
+    write(&snap, "2024-budget.txt", "the budget");
+    write(&snap, "0013-notes.eml", "notes");
+    let mut lines: Vec<String> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.pop(); // row 12 goes
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+
+    let out = check(&t, &csv, &snap, false);
+    out.expect_code(4);
+    assert!(
+        out.stdout
+            .contains("differs: 0 changed, 0 added, 1 removed, 11 unchanged"),
+        "{}",
+        out.stdout
+    );
+    check(&t, &csv, &snap, true).expect_code(0);
+    let left = names(&snap);
+    assert!(
+        !left.iter().any(|n| n.starts_with("0012-")),
+        "the stale letter goes: {left:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(snap.join("2024-budget.txt")).unwrap(),
+        "the budget"
+    );
+    assert_eq!(
+        std::fs::read_to_string(snap.join("0013-notes.eml")).unwrap(),
+        "notes"
+    );
+    check(&t, &csv, &snap, false).expect_code(0);
+}
+
+#[test]
+fn update_writes_a_new_or_empty_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv) = campaign(dir.path());
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for snap in [empty, dir.path().join("a/new/one")] {
+        check(&t, &csv, &snap, true).expect_code(0);
+        assert!(snap.join("manifest.json").exists());
+        assert!(snap.join("0001-david.breuer_example.org.eml").exists());
+        check(&t, &csv, &snap, false).expect_code(0);
+    }
+}
+
+#[test]
+fn check_of_a_file_says_it_is_a_file_not_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv) = campaign(dir.path());
+    let file = write(dir.path(), "snap", "not a folder");
+    for update in [false, true] {
+        let out = check(&t, &csv, &file, update);
+        out.expect_code(1);
+        assert!(
+            out.stderr.contains("is a file, not a folder")
+                && !out.stderr.contains("does not exist"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a folder");
+    }
+}
+
+#[test]
+fn update_to_fewer_formats_removes_the_files_of_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv, snap) = snapshot(dir.path());
+    write(&snap, "2024-budget.txt", "the budget");
+    let s = snap.to_str().unwrap();
+    let args = [
+        "--deterministic",
+        "--format",
+        "eml",
+        "--check",
+        s,
+        "--update",
+    ];
+    render(&t, &csv, &args).expect_code(0);
+    let left = names(&snap);
+    assert!(
+        left.iter()
+            .any(|n| n == "0001-david.breuer_example.org.eml")
+            && !left
+                .iter()
+                .any(|n| n.starts_with("0001-") && !n.ends_with(".eml")),
+        "{left:?}"
+    );
+    assert!(snap.join("2024-budget.txt").exists(), "{left:?}");
+}

@@ -85,7 +85,7 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
             ..config.clone()
         };
         let code = render(&write)?;
-        crate::preview::snapshot::remove(dir, &report.removed)?;
+        crate::preview::snapshot::remove(dir, &report.written)?;
         println!("updated  {}", dir.display());
         return Ok(code);
     }

@@ -86,9 +86,10 @@ fn problem_of(e: &Error) -> Problem {
         }
         Error::Usage(m) => Problem::new(Severity::Error, "", m.clone()),
         // Not raised by a check; listed so a new variant must be placed here.
-        Error::NoSnapshot { .. } | Error::Listen { .. } => {
-            Problem::new(Severity::Error, "", e.to_string())
-        }
+        Error::NoSnapshot { .. }
+        | Error::SnapshotIsFile { .. }
+        | Error::NotSnapshot { .. }
+        | Error::Listen { .. } => Problem::new(Severity::Error, "", e.to_string()),
         Error::Journal { path, .. }
         | Error::JournalBusy { path, .. }
         | Error::Changed { path, .. }

@@ -4,7 +4,8 @@
 //! headers, text part, HTML part), never of quoted-printable lines. With
 //! `--update` the folder is rewritten afterwards. Compares the per-letter
 //! files only: `manifest.json` and the gallery hold paths and run facts, so
-//! they are rewritten by `--update` but not compared.
+//! they are rewritten by `--update` but not compared. `--update` removes
+//! only files that the folder's own manifest says letterpress wrote.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -287,33 +288,91 @@ impl SnapshotSink<'_> {
     }
 }
 
-/// The letter stems in a snapshot folder: files named `NNNN-….eml|html|txt`.
-fn stems_in(dir: &Path, formats: Formats) -> Result<BTreeSet<String>> {
-    let err = |source| Error::Read {
+/// The manifest a render writes into its folder, beside the letters.
+const MANIFEST: &str = "manifest.json";
+
+/// The part of `manifest.json` that says whose folder this is.
+#[derive(serde::Deserialize)]
+struct OwnManifest {
+    /// The version that wrote the folder: its presence is the mark, whatever
+    /// the version (a snapshot made by an older letterpress is still ours).
+    #[serde(rename = "letterpress")]
+    _letterpress: String,
+    letters: Vec<OwnLetter>,
+}
+
+#[derive(serde::Deserialize)]
+struct OwnLetter {
+    files: BTreeMap<String, String>,
+}
+
+/// The letter files letterpress wrote into a snapshot folder, by stem.
+type Written = BTreeMap<String, BTreeSet<String>>;
+
+/// The files letterpress wrote into `dir`, as its own `manifest.json` lists
+/// them; `None` when `dir` does not exist.
+///
+/// A folder is ours when it holds a `manifest.json` that is a JSON object
+/// with a string `letterpress` key (the version that wrote it) and a
+/// `letters` array whose `files` each name a letter file in the folder
+/// itself: one plain file name (no folder, no `..`) ending `.eml`, `.html`
+/// or `.txt`. Those files, and only those, are what `--update` may
+/// overwrite or remove; any other file in the folder is left alone. A folder
+/// without such a manifest is refused unless it is empty, and so is a
+/// manifest naming any other path (it was not written by a render), so that
+/// no file of someone else's is lost and no path is injected.
+fn written(dir: &Path) -> Result<Option<Written>> {
+    let refuse = |reason: String| Error::NotSnapshot {
+        path: dir.into(),
+        reason,
+    };
+    let read_err = |source| Error::Read {
         path: dir.into(),
         source,
     };
-    let mut stems = BTreeSet::new();
-    for entry in std::fs::read_dir(dir).map_err(err)? {
-        let name = entry.map_err(err)?.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some((stem, ext)) = name.rsplit_once('.') else {
-            continue;
-        };
-        let ours = match ext {
-            "eml" => formats.eml,
-            "html" => formats.html,
-            "txt" => formats.txt,
-            _ => false,
-        };
-        let numbered = stem
-            .split_once('-')
-            .is_some_and(|(n, _)| n.len() >= 4 && n.bytes().all(|b| b.is_ascii_digit()));
-        if ours && numbered {
-            stems.insert(stem.to_string());
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => return Err(Error::SnapshotIsFile { path: dir.into() }),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_err(e)),
+    }
+    let path = dir.join(MANIFEST);
+    let json = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::fs::read_dir(dir).map_err(read_err)?.next().is_none() {
+                return Ok(Some(Written::new()));
+            }
+            return Err(refuse(format!("no {MANIFEST} in it")));
+        }
+        Err(source) => return Err(Error::Read { path, source }),
+    };
+    let manifest: OwnManifest = serde_json::from_slice(&json)
+        .map_err(|e| refuse(format!("its {MANIFEST} is not one letterpress wrote: {e}")))?;
+    let mut written = Written::new();
+    for file in manifest
+        .letters
+        .into_iter()
+        .flat_map(|l| l.files.into_values())
+    {
+        let plain = Path::new(&file).file_name() == Some(std::ffi::OsStr::new(&file))
+            && !file.contains(['/', '\\']);
+        let stem = file
+            .rsplit_once('.')
+            .filter(|(_, ext)| matches!(*ext, "eml" | "html" | "txt"))
+            .map(|(stem, _)| stem.to_string());
+        match stem {
+            Some(stem) if plain => {
+                written.entry(stem).or_default().insert(file);
+            }
+            _ => {
+                return Err(refuse(format!(
+                    "its {MANIFEST} lists {file:?}, which is not a letter file in the folder"
+                )))
+            }
         }
     }
-    Ok(stems)
+    Ok(Some(written))
 }
 
 /// The outcome of a comparison.
@@ -323,6 +382,9 @@ pub struct Report {
     pub differs: bool,
     /// Stems in the snapshot that the render no longer makes.
     pub removed: Vec<String>,
+    /// Every file the snapshot's manifest lists: all that `--update` may
+    /// remove.
+    pub written: BTreeSet<String>,
     /// The run's own exit code (rows rejected or not).
     pub run_code: u8,
 }
@@ -358,13 +420,10 @@ pub fn check(
     campaign: &Campaign,
     recipients: Recipients,
 ) -> Result<Report> {
-    if !dir.is_dir() && !config.update {
-        return Err(Error::NoSnapshot { path: dir.into() });
-    }
-    let before = if dir.is_dir() {
-        stems_in(dir, config.formats)?
-    } else {
-        BTreeSet::new()
+    let before = match written(dir)? {
+        Some(w) => w,
+        None if config.update => Written::new(),
+        None => return Err(Error::NoSnapshot { path: dir.into() }),
     };
     let sink = SnapshotSink {
         dir,
@@ -389,7 +448,7 @@ pub fn check(
     checked.sort_by_key(|c| c.row);
     let now: BTreeSet<&str> = checked.iter().map(|c| c.stem.as_str()).collect();
     let removed: Vec<String> = before
-        .iter()
+        .keys()
         .filter(|s| !now.contains(s.as_str()))
         .cloned()
         .collect();
@@ -436,21 +495,26 @@ pub fn check(
     Ok(Report {
         differs,
         removed,
+        written: before.into_values().flatten().collect(),
         run_code: summary.exit_code(),
     })
 }
 
-/// After `--update` rendered into `dir`: removes the files of the letters
-/// no longer rendered.
-pub fn remove(dir: &Path, removed: &[String]) -> Result<()> {
-    for stem in removed {
-        for ext in ["eml", "html", "txt"] {
-            let path: PathBuf = dir.join(format!("{stem}.{ext}"));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(Error::Write { path, source }),
-            }
+/// After `--update` rendered into `dir`: removes the files the old
+/// manifest listed (`before`, see [`Report::written`]) that the new one does
+/// not, and nothing else.
+pub fn remove(dir: &Path, before: &BTreeSet<String>) -> Result<()> {
+    let now: BTreeSet<String> = written(dir)?
+        .unwrap_or_default()
+        .into_values()
+        .flatten()
+        .collect();
+    for name in before.difference(&now) {
+        let path: PathBuf = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::Write { path, source }),
         }
     }
     Ok(())
