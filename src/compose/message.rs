@@ -78,6 +78,73 @@ pub fn validate_address(addr: &str) -> Result<(), String> {
     }
 }
 
+/// Percent-encodes `value` for a URI (RFC 3986 2.1): every byte outside the
+/// unreserved characters (`A-Z a-z 0-9 - . _ ~`) becomes `%XX`, so a merged
+/// value can never end a `<…>` URI, add a second one, or put a space, quote
+/// or control character into the header. The escape function of the
+/// `List-Unsubscribe` header's `{{…}}`.
+pub fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+    out
+}
+
+/// The URIs of a `List-Unsubscribe` value (RFC 2369): one or more `<uri>`,
+/// separated by commas and optional spaces, nothing else. A URI may hold no
+/// space, quote, `<`, `>`, control or non-ASCII character: such a character
+/// is either a mistake or a value trying to add a URI of its own.
+pub fn unsubscribe_uris(value: &str) -> Result<Vec<&str>, String> {
+    let mut uris = Vec::new();
+    let mut rest = value.trim();
+    loop {
+        let Some(inner) = rest.strip_prefix('<') else {
+            return Err(format!(
+                "`{value}` is not a list of `<URL>`s separated by commas"
+            ));
+        };
+        let Some(end) = inner.find('>') else {
+            return Err(format!("`{value}` has a `<` without its `>`"));
+        };
+        let uri = &inner[..end];
+        if uri.is_empty() {
+            return Err("List-Unsubscribe holds an empty `<>`".into());
+        }
+        if let Some(c) = uri
+            .chars()
+            .find(|&c| !c.is_ascii_graphic() || matches!(c, '"' | '<' | '>'))
+        {
+            return Err(format!(
+                "the List-Unsubscribe URL `{uri}` holds {}; percent-encode it",
+                match c {
+                    ' ' => "a space".to_string(),
+                    c if c.is_control() => format!("the control character {c:?}"),
+                    c if !c.is_ascii() => format!("the non-ASCII character `{c}`"),
+                    c => format!("`{c}`"),
+                }
+            ));
+        }
+        uris.push(uri);
+        rest = inner[end + 1..].trim_start();
+        if rest.is_empty() {
+            return Ok(uris);
+        }
+        let Some(next) = rest.strip_prefix(',') else {
+            return Err(format!(
+                "`{value}` is not a list of `<URL>`s separated by commas"
+            ));
+        };
+        rest = next.trim_start();
+    }
+}
+
 /// Everything that goes into one message, already merged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parts {
@@ -431,6 +498,33 @@ mod tests {
             encode_mailbox(&m),
             "\"Cohen, \\\"Dave\\\"\" <d@example.org>"
         );
+    }
+
+    #[test]
+    fn unsubscribe_uris_are_a_clean_list() {
+        assert_eq!(
+            unsubscribe_uris("<https://a.example/u?c=1>, <mailto:u@a.example>").unwrap(),
+            ["https://a.example/u?c=1", "mailto:u@a.example"]
+        );
+        for bad in [
+            "https://a.example/u",
+            "<https://a.example/u?c=a b>",
+            "<https://a.example/u?c=\"x\">",
+            "<https://a.example/u?c=<x>",
+            "<https://a.example/u?c=\tx>",
+            "<https://a.example/u?c=é>",
+            "<https://a.example/u> <mailto:u@a.example>",
+            "<https://a.example/u>, ",
+            "<>",
+            "<https://a.example/u",
+        ] {
+            assert!(unsubscribe_uris(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            percent_encode("c15>, <mailto:ü"),
+            "c15%3E%2C%20%3Cmailto%3A%C3%BC"
+        );
+        assert_eq!(percent_encode("A-z_0.9~"), "A-z_0.9~");
     }
 
     #[test]
