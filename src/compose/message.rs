@@ -70,6 +70,14 @@ pub fn validate_address(addr: &str) -> Result<(), String> {
              (xn--…) and the local part in ASCII"
         ));
     }
+    // RFC 5321 allows a quoted local part (`"a b"@example.org`); no list
+    // needs one, and its spaces and quotes would go raw into the header.
+    if addr.contains(|c: char| c == '"' || c == '\\' || c == ' ' || c.is_control()) {
+        return Err(format!(
+            "`{addr}` holds a quote, backslash, space or control character; \
+             letterpress sends only to plain addresses (no quoted local part)"
+        ));
+    }
     let parsed: Result<lettre::Address, _> = addr.parse();
     match parsed {
         Ok(a) if a.domain().contains('.') || a.domain() == "localhost" => Ok(()),
@@ -271,7 +279,9 @@ fn encode_mailbox(m: &Mailbox) -> String {
         Some(name) if is_atext_phrase(name) && !name.contains("=?") => {
             format!("{name} <{}>", m.address)
         }
-        Some(name) if name.is_ascii() && !name.contains("=?") => {
+        // A quoted string may hold no control character (RFC 5322 3.2.4):
+        // a name with one is encoded like a non-ASCII one.
+        Some(name) if name.bytes().all(|b| (0x20..0x7f).contains(&b)) && !name.contains("=?") => {
             let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
             format!("\"{quoted}\" <{}>", m.address)
         }
@@ -525,6 +535,34 @@ mod tests {
             "c15%3E%2C%20%3Cmailto%3A%C3%BC"
         );
         assert_eq!(percent_encode("A-z_0.9~"), "A-z_0.9~");
+    }
+
+    #[test]
+    fn control_characters_in_names_are_encoded_not_written_raw() {
+        for name in ["Ann\tLee", "Ann\x01Lee", "Ann\x7fLee"] {
+            let m = Mailbox {
+                name: Some(name.into()),
+                address: "a@example.org".into(),
+            };
+            let enc = encode_mailbox(&m);
+            assert!(
+                enc.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                "{name:?} -> {enc:?}"
+            );
+            let mut p = parts();
+            p.to = m;
+            let eml = build(&p, &stamp()).unwrap();
+            let msg = mail_parser::MessageParser::default().parse(&eml).unwrap();
+            assert_eq!(msg.to().unwrap().first().unwrap().name(), Some(name));
+        }
+        for addr in [
+            "\"a b\"@example.org",
+            "a\"b@example.org",
+            "a b@example.org",
+            "a\t@example.org",
+        ] {
+            assert!(validate_address(addr).is_err(), "{addr:?}");
+        }
     }
 
     #[test]
