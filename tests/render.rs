@@ -536,6 +536,14 @@ fn template_errors_are_fatal_and_name_the_line() {
             SMALL_TEMPLATE.replace("Subject", "Content-Type"),
             "t.mjml:3: `Content-Type` is not a header",
         ),
+        // Two senders would silently become one odd display name.
+        (
+            SMALL_TEMPLATE.replace(
+                "From: Sender <sender@example.org>",
+                "From: A <a@example.org>, B <b@example.org>",
+            ),
+            "t.mjml:1: the From header writes 2 addresses",
+        ),
     ];
     for (template, expected) in cases {
         let t = write(dir.path(), "t.mjml", &template);

@@ -179,6 +179,16 @@ fn render_mjml(
 impl Campaign {
     /// Compiles `template` for a list with `columns` (named `csv` in
     /// messages). Fails on the first template error or missing variable.
+    ///
+    /// `From`, `To` and `Reply-To` take one mailbox, and a second one in
+    /// the template would silently become part of a display name (everything
+    /// before the last `<` is the name). What the template itself writes is
+    /// checked, not what values bring: the header is rendered with every
+    /// column set to `x`, and more than one address in that text
+    /// ([`crate::compose::message::addresses_written`]) is a template error.
+    /// So `{{name}} <{{email}}>` with the name `Lee, Ann`, and a literal
+    /// `"Lee, Ann" <a@x.org>`, keep working, and the verdict is the same for
+    /// every list.
     pub fn compile(template: TemplateFile, columns: &Columns, csv: &str) -> Result<Campaign> {
         let vars = template.variables()?;
         if let Some(e) = missing(&template, &vars, columns, csv).into_iter().next() {
@@ -276,6 +286,26 @@ impl Campaign {
                 .map(|v| v.name)
                 .collect();
             let literal = (!h.value.contains("{{")).then(|| h.value.trim().to_string());
+            if matches!(h.name.as_str(), "From" | "To" | "Reply-To") {
+                let text = neutral(&plain, &key, &cols).unwrap_or_else(|| {
+                    placeholders(&h.value)
+                        .iter()
+                        .fold(h.value.clone(), |v, (_, p)| v.replace(p, "x"))
+                });
+                let n = crate::compose::message::addresses_written(&text);
+                if n > 1 {
+                    return Err(template.error(
+                        h.line,
+                        format!(
+                            "the {} header writes {n} addresses, but it takes one mailbox \
+                             (`Name <address>`); keep one, and put a display name that holds \
+                             `@` or `<` in double quotes",
+                            h.name
+                        ),
+                        false,
+                    ));
+                }
+            }
             let mut uris = 0;
             if h.name == "List-Unsubscribe" {
                 let shape = neutral(&uri, &key, &cols).unwrap_or_else(|| h.value.clone());
@@ -849,6 +879,47 @@ mod tests {
         let (c, _) = setup(&template, "email,name\na@example.org,Ann\n");
         let e = c.unwrap_err().to_string();
         assert!(e.starts_with("t.mjml:4: "), "{e}");
+    }
+
+    #[test]
+    fn a_mailbox_header_with_two_addresses_is_a_template_error() {
+        for (from, line) in [
+            ("From: A <a@example.org>, B <b@example.org>", 1),
+            ("From: a@example.org, b@example.org", 1),
+            ("From: {{name}} <{{email}}>, B <b@example.org>", 1),
+            ("Reply-To: A <a@example.org>, B <b@example.org>", 2),
+        ] {
+            let template = if from.starts_with("From") {
+                TEMPLATE.replace("From: Sender <s@example.org>", from)
+            } else {
+                TEMPLATE.replace("To: ", &format!("{from}\nTo: "))
+            };
+            let (c, _) = setup(&template, "email,name\na@example.org,Ann\n");
+            let e = c.unwrap_err().to_string();
+            assert!(e.starts_with(&format!("t.mjml:{line}: ")), "{from}: {e}");
+            assert!(e.contains("2 addresses"), "{from}: {e}");
+        }
+        let template = TEMPLATE.replace(
+            "From: Sender <s@example.org>",
+            "From: {{name}} <s@example.org>",
+        );
+        let (c, rows) = setup(
+            &template,
+            "email,name\na@example.org,\"Lee, Ann <x@y.org>\"\n",
+        );
+        let letter = c.unwrap().render(&rows[0]).unwrap();
+        assert_eq!(
+            letter.parts.from.name.as_deref(),
+            Some("Lee, Ann <x@y.org>")
+        );
+        let template = TEMPLATE.replace(
+            "From: Sender <s@example.org>",
+            "From: \"Lee, Ann\" <s@example.org>",
+        );
+        let (c, rows) = setup(&template, "email,name\na@example.org,\"Lee, Ann\"\n");
+        let letter = c.unwrap().render(&rows[0]).unwrap();
+        assert_eq!(letter.parts.from.name.as_deref(), Some("Lee, Ann"));
+        assert_eq!(letter.parts.to.name.as_deref(), Some("Lee, Ann"));
     }
 
     #[test]

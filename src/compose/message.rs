@@ -57,6 +57,47 @@ impl Mailbox {
     }
 }
 
+/// How many addresses a mailbox header's text writes, counting the way a
+/// reader of the template would: the text is cut at commas outside double
+/// quotes and outside `<…>`; each `<` outside quotes is one address, and a
+/// piece with no `<` but an `@` outside quotes is one bare address. So
+/// `Lee, Ann <a@x.org>` and `"Lee, Ann" <a@x.org>` write one, and
+/// `A <a@x.org>, B <b@y.org>` or `a@x.org, b@y.org` two.
+pub fn addresses_written(value: &str) -> usize {
+    let mut total = 0;
+    let (mut angles, mut at) = (0, false);
+    let (mut quoted, mut escaped, mut in_angle) = (false, false, false);
+    let mut end_piece = |angles: &mut usize, at: &mut bool| {
+        total += if *angles > 0 {
+            *angles
+        } else {
+            usize::from(*at)
+        };
+        (*angles, *at) = (0, false);
+    };
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' if !in_angle => quoted = !quoted,
+            _ if quoted => {}
+            '<' => {
+                angles += 1;
+                in_angle = true;
+            }
+            '>' => in_angle = false,
+            '@' if !in_angle => at = true,
+            ',' if !in_angle => end_piece(&mut angles, &mut at),
+            _ => {}
+        }
+    }
+    end_piece(&mut angles, &mut at);
+    total
+}
+
 /// Checks an address the way SMTP servers will: ASCII (non-ASCII needs
 /// SMTPUTF8, which letterpress does not speak), one `@`, a valid local part
 /// and a dotted domain.
@@ -562,6 +603,25 @@ mod tests {
             "a\t@example.org",
         ] {
             assert!(validate_address(addr).is_err(), "{addr:?}");
+        }
+    }
+
+    #[test]
+    fn addresses_written_counts_mailboxes_not_commas_in_names() {
+        for (value, n) in [
+            ("Sender <s@example.org>", 1),
+            ("Lee, Ann <a@example.org>", 1),
+            ("\"Lee, Ann\" <a@example.org>", 1),
+            ("\"A <a@x.org>, b@y.org\" <a@example.org>", 1),
+            ("x <x>", 1),
+            ("x", 0),
+            ("a@example.org", 1),
+            ("A <a@x.org>, B <b@y.org>", 2),
+            ("A <a@x.org> B <b@y.org>", 2),
+            ("a@x.org, b@y.org", 2),
+            ("b@y.org, A <a@x.org>", 2),
+        ] {
+            assert_eq!(addresses_written(value), n, "{value}");
         }
     }
 
