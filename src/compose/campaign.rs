@@ -287,7 +287,7 @@ impl Campaign {
                 .collect();
             let literal = (!h.value.contains("{{")).then(|| h.value.trim().to_string());
             if matches!(h.name.as_str(), "From" | "To" | "Reply-To") {
-                let text = neutral(&plain, &key, &cols).unwrap_or_else(|| {
+                let text = neutral(&plain, &key, &cols, "x").unwrap_or_else(|| {
                     placeholders(&h.value)
                         .iter()
                         .fold(h.value.clone(), |v, (_, p)| v.replace(p, "x"))
@@ -308,7 +308,9 @@ impl Campaign {
             }
             let mut uris = 0;
             if h.name == "List-Unsubscribe" {
-                let shape = neutral(&uri, &key, &cols).unwrap_or_else(|| h.value.clone());
+                // `x:x` keeps the scheme check: `{{url}}` (percent-encoded)
+                // cannot hold a whole URL, `{{{url}}}` can.
+                let shape = neutral(&uri, &key, &cols, "x:x").unwrap_or_else(|| h.value.clone());
                 uris = crate::compose::message::unsubscribe_uris(&bracketed(&shape))
                     .map_err(|m| template.error(h.line, m, false))?
                     .len();
@@ -560,8 +562,11 @@ impl Campaign {
     /// A `{{column}}` in this header is percent-encoded (RFC 3986: all but
     /// the unreserved characters), so a value such as
     /// `c15>, <mailto:evil@example.org` stays inside its URI as
-    /// `c15%3E%2C%20%3Cmailto%3Aevil%40example.org`. `{{{column}}}` merges
-    /// the value raw, for a column that holds a whole URL; such a value is
+    /// `c15%3E%2C%20%3Cmailto%3Aevil%40example.org`; so a whole URL cannot
+    /// come from `{{column}}`, and a template where it would (the URL has no
+    /// scheme of its own) is refused by [`Campaign::compile`].
+    /// `{{{column}}}` merges the value raw, for a column that holds a whole
+    /// URL; such a value is
     /// checked instead: the result must be `<uri>`s separated by commas,
     /// each without space, quote, `<`, `>`, control or non-ASCII character,
     /// and as many of them as the template writes. Otherwise the row is
@@ -680,12 +685,18 @@ fn bracketed(value: &str) -> String {
 }
 
 /// Header template `key` of `registry` rendered with every column it uses
-/// set to `x`: what the template itself writes, with values that add no
-/// punctuation. `None` when it does not render so (names inside `{{#each}}`).
-fn neutral(registry: &Handlebars, key: &str, columns: &BTreeSet<String>) -> Option<String> {
+/// set to `filler`: what the template itself writes, with values that add
+/// no punctuation of their own. `None` when it does not render so (names
+/// inside `{{#each}}`).
+fn neutral(
+    registry: &Handlebars,
+    key: &str,
+    columns: &BTreeSet<String>,
+    filler: &str,
+) -> Option<String> {
     let fields: serde_json::Map<String, serde_json::Value> = columns
         .iter()
-        .map(|c| (c.clone(), serde_json::Value::String("x".into())))
+        .map(|c| (c.clone(), serde_json::Value::String(filler.into())))
         .collect();
     registry.render(key, &fields).ok()
 }
@@ -868,6 +879,16 @@ mod tests {
         }
         assert!(c.render(&rows[1]).unwrap_err().message.contains("2 URLs"));
         assert!(c.render(&rows[2]).unwrap_err().message.contains("a space"));
+        // A whole URL in `{{…}}` would be percent-encoded out of shape:
+        // the template is refused rather than every link sent broken.
+        let template = TEMPLATE.replace("X-Tag: fixed\n", "List-Unsubscribe: {{url}}\n");
+        let (c, _) = setup(
+            &template,
+            "email,name,url\na@example.org,Ann,https://example.org/u?c=1\n",
+        );
+        let e = c.unwrap_err().to_string();
+        assert!(e.starts_with("t.mjml:4: "), "{e}");
+        assert!(e.contains("{{{column}}}"), "{e}");
     }
 
     #[test]

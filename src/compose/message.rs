@@ -180,6 +180,19 @@ pub fn unsubscribe_uris(value: &str) -> Result<Vec<&str>, String> {
                 }
             ));
         }
+        // `https%3A%2F%2F…` is what a whole URL merged with `{{…}}` becomes.
+        let scheme = uri.split_once(':').map_or("", |(s, _)| s);
+        let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if !is_scheme {
+            return Err(format!(
+                "the List-Unsubscribe URL `{uri}` does not start with a scheme such as \
+                 `https:` or `mailto:`; a column that holds a whole URL goes in as \
+                 `{{{{{{column}}}}}}`, which is not percent-encoded"
+            ));
+        }
         uris.push(uri);
         rest = inner[end + 1..].trim_start();
         if rest.is_empty() {
@@ -568,6 +581,8 @@ mod tests {
             "<https://a.example/u>, ",
             "<>",
             "<https://a.example/u",
+            "<https%3A%2F%2Fa.example%2Fu>",
+            "<a.example/u>",
         ] {
             assert!(unsubscribe_uris(bad).is_err(), "{bad:?}");
         }
