@@ -351,6 +351,47 @@ fn a_quoted_newline_in_a_header_value_rejects_only_that_row() {
 }
 
 #[test]
+fn a_value_cannot_add_a_list_unsubscribe_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = write(
+        dir.path(),
+        "t.mjml",
+        SMALL_TEMPLATE.replace("u?e={{email}}", "u?c={{cid}}"),
+    );
+    let csv = write(
+        dir.path(),
+        "r.csv",
+        "email,name,cid\na@example.org,Ann,\"c15>, <mailto:evil@attacker.example\"\n",
+    );
+    let out = dir.path().join("o");
+    let args = [
+        "render".as_ref(),
+        t.as_os_str(),
+        csv.as_os_str(),
+        "--format".as_ref(),
+        "eml".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ];
+    run(&args, None).expect_code(0);
+    let eml = std::fs::read_to_string(out.join("0001-a_example.org.eml")).unwrap();
+    let unsubscribe: Vec<&str> = eml
+        .split("\r\n")
+        .filter(|l| l.starts_with("List-Unsubscribe:"))
+        .collect();
+    assert_eq!(
+        unsubscribe,
+        ["List-Unsubscribe: <https://example.org/u?c=c15%3E%2C%20%3Cmailto%3Aevil%40attacker.example>"]
+    );
+    assert!(!eml.contains("<mailto:"), "{eml}");
+    let msg = mail_parser::MessageParser::default()
+        .parse(eml.as_bytes())
+        .unwrap();
+    let urls = msg.list_unsubscribe().as_address().unwrap().clone();
+    assert_eq!(urls.into_list().len(), 1);
+}
+
+#[test]
 fn ragged_and_non_utf8_rows_are_rejected_with_their_line_and_the_rest_rendered() {
     let dir = tempfile::tempdir().unwrap();
     let csv = b"email,name\na@example.org\nb@example.org,M\xFCller\nc@example.org,Cy\n";
@@ -494,6 +535,14 @@ fn template_errors_are_fatal_and_name_the_line() {
         (
             SMALL_TEMPLATE.replace("Subject", "Content-Type"),
             "t.mjml:3: `Content-Type` is not a header",
+        ),
+        // Two senders would silently become one odd display name.
+        (
+            SMALL_TEMPLATE.replace(
+                "From: Sender <sender@example.org>",
+                "From: A <a@example.org>, B <b@example.org>",
+            ),
+            "t.mjml:1: the From header writes 2 addresses",
         ),
     ];
     for (template, expected) in cases {

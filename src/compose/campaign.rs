@@ -44,6 +44,9 @@ pub struct Campaign {
     template: TemplateFile,
     html: Handlebars<'static>,
     plain: Handlebars<'static>,
+    /// The `List-Unsubscribe` template, whose `{{…}}` values are
+    /// percent-encoded (see [`Campaign::unsubscribe`]).
+    uri: Handlebars<'static>,
     /// The MJML rendered once, placeholders and all.
     html_template: String,
     text_template: String,
@@ -73,6 +76,10 @@ struct HeaderTemplate {
     columns: BTreeSet<String>,
     /// Its value when it uses none: such a header skips Handlebars.
     literal: Option<String>,
+    /// For `List-Unsubscribe`: how many URIs the template itself writes.
+    /// A row whose value has another number gained or lost one through a
+    /// value.
+    uris: usize,
 }
 
 /// One recipient's merged letter, ready to be built into a message.
@@ -172,6 +179,16 @@ fn render_mjml(
 impl Campaign {
     /// Compiles `template` for a list with `columns` (named `csv` in
     /// messages). Fails on the first template error or missing variable.
+    ///
+    /// `From`, `To` and `Reply-To` take one mailbox, and a second one in
+    /// the template would silently become part of a display name (everything
+    /// before the last `<` is the name). What the template itself writes is
+    /// checked, not what values bring: the header is rendered with every
+    /// column set to `x`, and more than one address in that text
+    /// ([`crate::compose::message::addresses_written`]) is a template error.
+    /// So `{{name}} <{{email}}>` with the name `Lee, Ann`, and a literal
+    /// `"Lee, Ann" <a@x.org>`, keep working, and the verdict is the same for
+    /// every list.
     pub fn compile(template: TemplateFile, columns: &Columns, csv: &str) -> Result<Campaign> {
         let vars = template.variables()?;
         if let Some(e) = missing(&template, &vars, columns, csv).into_iter().next() {
@@ -243,10 +260,18 @@ impl Campaign {
                 )
             })?;
 
+        let mut uri = Handlebars::new();
+        uri.set_strict_mode(true);
+        uri.register_escape_fn(crate::compose::message::percent_encode);
         let mut headers = Vec::new();
         for h in &template.headers {
             let key = format!("h:{}", h.name);
-            plain
+            let registry = if h.name == "List-Unsubscribe" {
+                &mut uri
+            } else {
+                &mut plain
+            };
+            registry
                 .register_template_string(&key, &h.value)
                 .map_err(|e| {
                     template.error(
@@ -261,11 +286,41 @@ impl Campaign {
                 .map(|v| v.name)
                 .collect();
             let literal = (!h.value.contains("{{")).then(|| h.value.trim().to_string());
+            if matches!(h.name.as_str(), "From" | "To" | "Reply-To") {
+                let text = neutral(&plain, &key, &cols, "x").unwrap_or_else(|| {
+                    placeholders(&h.value)
+                        .iter()
+                        .fold(h.value.clone(), |v, (_, p)| v.replace(p, "x"))
+                });
+                let n = crate::compose::message::addresses_written(&text);
+                if n > 1 {
+                    return Err(template.error(
+                        h.line,
+                        format!(
+                            "the {} header writes {n} addresses, but it takes one mailbox \
+                             (`Name <address>`); keep one, and put a display name that holds \
+                             `@` or `<` in double quotes",
+                            h.name
+                        ),
+                        false,
+                    ));
+                }
+            }
+            let mut uris = 0;
+            if h.name == "List-Unsubscribe" {
+                // `x:x` keeps the scheme check: `{{url}}` (percent-encoded)
+                // cannot hold a whole URL, `{{{url}}}` can.
+                let shape = neutral(&uri, &key, &cols, "x:x").unwrap_or_else(|| h.value.clone());
+                uris = crate::compose::message::unsubscribe_uris(&bracketed(&shape))
+                    .map_err(|m| template.error(h.line, m, false))?
+                    .len();
+            }
             headers.push(HeaderTemplate {
                 name: h.name.clone(),
                 key,
                 columns: cols,
                 literal,
+                uris,
             });
         }
         let used = vars.into_iter().map(|v| v.name).collect();
@@ -274,6 +329,7 @@ impl Campaign {
             template,
             html,
             plain,
+            uri,
             html_template,
             text_template,
             headers,
@@ -353,14 +409,7 @@ impl Campaign {
                     subject = value;
                 }
                 "List-Unsubscribe" => {
-                    if !value.is_ascii() {
-                        return Err(problem(h.columns.iter().next().map(String::as_str), "the List-Unsubscribe URL holds non-ASCII characters; percent-encode them".into()));
-                    }
-                    let v = if value.starts_with('<') {
-                        value
-                    } else {
-                        format!("<{value}>")
-                    };
+                    let v = self.unsubscribe(r, h, &value)?;
                     if !v.contains("<https://") && !v.contains("<mailto:") {
                         warnings.push(problem(None, "List-Unsubscribe has no https or mailto URL; one-click unsubscribe (RFC 8058) needs https".into()).with_severity(Severity::Warning));
                     }
@@ -483,10 +532,14 @@ impl Campaign {
                 ),
             ));
         }
+        let registry = if name == "List-Unsubscribe" {
+            &self.uri
+        } else {
+            &self.plain
+        };
         let value = match &h.literal {
             Some(v) => v.clone(),
-            None => self
-                .plain
+            None => registry
                 .render_with_context(&h.key, ctx)
                 .map_err(|e| {
                     self.problem(r, None, format!("cannot render the {name} header: {e}"))
@@ -499,6 +552,56 @@ impl Campaign {
                 r,
                 None,
                 format!("the {name} header would hold a line break; remove it"),
+            ));
+        }
+        Ok(value)
+    }
+
+    /// The `List-Unsubscribe` value for `r`, `<…>` brackets included.
+    ///
+    /// A `{{column}}` in this header is percent-encoded (RFC 3986: all but
+    /// the unreserved characters), so a value such as
+    /// `c15>, <mailto:evil@example.org` stays inside its URI as
+    /// `c15%3E%2C%20%3Cmailto%3Aevil%40example.org`; so a whole URL cannot
+    /// come from `{{column}}`, and a template where it would (the URL has no
+    /// scheme of its own) is refused by [`Campaign::compile`].
+    /// `{{{column}}}` merges the value raw, for a column that holds a whole
+    /// URL; such a value is
+    /// checked instead: the result must be `<uri>`s separated by commas,
+    /// each without space, quote, `<`, `>`, control or non-ASCII character,
+    /// and as many of them as the template writes. Otherwise the row is
+    /// refused, naming the column at fault.
+    fn unsubscribe(
+        &self,
+        r: &Recipient,
+        h: &HeaderTemplate,
+        value: &str,
+    ) -> std::result::Result<String, Problem> {
+        let value = bracketed(value);
+        let culprit = || {
+            h.columns
+                .iter()
+                .find(|c| {
+                    r.get(c).is_some_and(|v| {
+                        v.chars()
+                            .any(|ch| !ch.is_ascii_graphic() || matches!(ch, '"' | '<' | '>' | ','))
+                    })
+                })
+                .or(h.columns.iter().next())
+                .map(String::as_str)
+        };
+        let uris = crate::compose::message::unsubscribe_uris(&value)
+            .map_err(|m| self.problem(r, culprit(), m))?;
+        if uris.len() != h.uris {
+            return Err(self.problem(
+                r,
+                culprit(),
+                format!(
+                    "would make List-Unsubscribe hold {} URLs where the template writes {}; \
+                     a value merged with `{{{{{{…}}}}}}` must be one URL",
+                    uris.len(),
+                    h.uris
+                ),
             ));
         }
         Ok(value)
@@ -569,6 +672,33 @@ impl Campaign {
         }
         Ok(())
     }
+}
+
+/// A `List-Unsubscribe` value with its brackets: a template may write the
+/// URL bare.
+fn bracketed(value: &str) -> String {
+    if value.trim_start().starts_with('<') {
+        value.to_string()
+    } else {
+        format!("<{}>", value.trim())
+    }
+}
+
+/// Header template `key` of `registry` rendered with every column it uses
+/// set to `filler`: what the template itself writes, with values that add
+/// no punctuation of their own. `None` when it does not render so (names
+/// inside `{{#each}}`).
+fn neutral(
+    registry: &Handlebars,
+    key: &str,
+    columns: &BTreeSet<String>,
+    filler: &str,
+) -> Option<String> {
+    let fields: serde_json::Map<String, serde_json::Value> = columns
+        .iter()
+        .map(|c| (c.clone(), serde_json::Value::String(filler.into())))
+        .collect();
+    registry.render(key, &fields).ok()
 }
 
 /// Every `{{…}}` (or `{{{…}}}`) in `source`, with its 1-based line.
@@ -708,6 +838,109 @@ mod tests {
             e.contains("renders differently when MJML is rendered once"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn list_unsubscribe_values_are_percent_encoded_and_stay_one_url() {
+        let template = TEMPLATE.replace(
+            "X-Tag: fixed\n",
+            "List-Unsubscribe: <https://example.org/u?c={{cid}}>\n",
+        );
+        let (c, rows) = setup(
+            &template,
+            "email,name,cid\na@example.org,Ann,\"c15>, <mailto:evil@attacker.example\"\n",
+        );
+        let letter = c.unwrap().render(&rows[0]).unwrap();
+        assert_eq!(
+            letter.parts.list_unsubscribe.as_deref(),
+            Some("<https://example.org/u?c=c15%3E%2C%20%3Cmailto%3Aevil%40attacker.example>")
+        );
+    }
+
+    #[test]
+    fn a_raw_list_unsubscribe_value_must_be_one_clean_url() {
+        let template = TEMPLATE.replace("X-Tag: fixed\n", "List-Unsubscribe: {{{url}}}\n");
+        let (c, rows) = setup(
+            &template,
+            "email,name,url\n\
+             a@example.org,Ann,https://example.org/u?c=1\n\
+             b@example.org,Bob,\"https://example.org/u>, <mailto:evil@attacker.example\"\n\
+             c@example.org,Cy,https://example.org/u?c=a b\n",
+        );
+        let c = c.unwrap();
+        let ok = c.render(&rows[0]).unwrap();
+        assert_eq!(
+            ok.parts.list_unsubscribe.as_deref(),
+            Some("<https://example.org/u?c=1>")
+        );
+        for r in &rows[1..] {
+            let p = c.render(r).unwrap_err();
+            assert_eq!(p.column.as_deref(), Some("url"), "{}", p.message);
+        }
+        assert!(c.render(&rows[1]).unwrap_err().message.contains("2 URLs"));
+        assert!(c.render(&rows[2]).unwrap_err().message.contains("a space"));
+        // A whole URL in `{{…}}` would be percent-encoded out of shape:
+        // the template is refused rather than every link sent broken.
+        let template = TEMPLATE.replace("X-Tag: fixed\n", "List-Unsubscribe: {{url}}\n");
+        let (c, _) = setup(
+            &template,
+            "email,name,url\na@example.org,Ann,https://example.org/u?c=1\n",
+        );
+        let e = c.unwrap_err().to_string();
+        assert!(e.starts_with("t.mjml:4: "), "{e}");
+        assert!(e.contains("{{{column}}}"), "{e}");
+    }
+
+    #[test]
+    fn a_malformed_literal_list_unsubscribe_is_a_template_error() {
+        let template = TEMPLATE.replace(
+            "X-Tag: fixed\n",
+            "List-Unsubscribe: <https://example.org/u?c=a b>\n",
+        );
+        let (c, _) = setup(&template, "email,name\na@example.org,Ann\n");
+        let e = c.unwrap_err().to_string();
+        assert!(e.starts_with("t.mjml:4: "), "{e}");
+    }
+
+    #[test]
+    fn a_mailbox_header_with_two_addresses_is_a_template_error() {
+        for (from, line) in [
+            ("From: A <a@example.org>, B <b@example.org>", 1),
+            ("From: a@example.org, b@example.org", 1),
+            ("From: {{name}} <{{email}}>, B <b@example.org>", 1),
+            ("Reply-To: A <a@example.org>, B <b@example.org>", 2),
+        ] {
+            let template = if from.starts_with("From") {
+                TEMPLATE.replace("From: Sender <s@example.org>", from)
+            } else {
+                TEMPLATE.replace("To: ", &format!("{from}\nTo: "))
+            };
+            let (c, _) = setup(&template, "email,name\na@example.org,Ann\n");
+            let e = c.unwrap_err().to_string();
+            assert!(e.starts_with(&format!("t.mjml:{line}: ")), "{from}: {e}");
+            assert!(e.contains("2 addresses"), "{from}: {e}");
+        }
+        let template = TEMPLATE.replace(
+            "From: Sender <s@example.org>",
+            "From: {{name}} <s@example.org>",
+        );
+        let (c, rows) = setup(
+            &template,
+            "email,name\na@example.org,\"Lee, Ann <x@y.org>\"\n",
+        );
+        let letter = c.unwrap().render(&rows[0]).unwrap();
+        assert_eq!(
+            letter.parts.from.name.as_deref(),
+            Some("Lee, Ann <x@y.org>")
+        );
+        let template = TEMPLATE.replace(
+            "From: Sender <s@example.org>",
+            "From: \"Lee, Ann\" <s@example.org>",
+        );
+        let (c, rows) = setup(&template, "email,name\na@example.org,\"Lee, Ann\"\n");
+        let letter = c.unwrap().render(&rows[0]).unwrap();
+        assert_eq!(letter.parts.from.name.as_deref(), Some("Lee, Ann"));
+        assert_eq!(letter.parts.to.name.as_deref(), Some("Lee, Ann"));
     }
 
     #[test]

@@ -57,6 +57,47 @@ impl Mailbox {
     }
 }
 
+/// How many addresses a mailbox header's text writes, counting the way a
+/// reader of the template would: the text is cut at commas outside double
+/// quotes and outside `<…>`; each `<` outside quotes is one address, and a
+/// piece with no `<` but an `@` outside quotes is one bare address. So
+/// `Lee, Ann <a@x.org>` and `"Lee, Ann" <a@x.org>` write one, and
+/// `A <a@x.org>, B <b@y.org>` or `a@x.org, b@y.org` two.
+pub fn addresses_written(value: &str) -> usize {
+    let mut total = 0;
+    let (mut angles, mut at) = (0, false);
+    let (mut quoted, mut escaped, mut in_angle) = (false, false, false);
+    let mut end_piece = |angles: &mut usize, at: &mut bool| {
+        total += if *angles > 0 {
+            *angles
+        } else {
+            usize::from(*at)
+        };
+        (*angles, *at) = (0, false);
+    };
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' if !in_angle => quoted = !quoted,
+            _ if quoted => {}
+            '<' => {
+                angles += 1;
+                in_angle = true;
+            }
+            '>' => in_angle = false,
+            '@' if !in_angle => at = true,
+            ',' if !in_angle => end_piece(&mut angles, &mut at),
+            _ => {}
+        }
+    }
+    end_piece(&mut angles, &mut at);
+    total
+}
+
 /// Checks an address the way SMTP servers will: ASCII (non-ASCII needs
 /// SMTPUTF8, which letterpress does not speak), one `@`, a valid local part
 /// and a dotted domain.
@@ -70,11 +111,99 @@ pub fn validate_address(addr: &str) -> Result<(), String> {
              (xn--…) and the local part in ASCII"
         ));
     }
+    // RFC 5321 allows a quoted local part (`"a b"@example.org`); no list
+    // needs one, and its spaces and quotes would go raw into the header.
+    if addr.contains(|c: char| c == '"' || c == '\\' || c == ' ' || c.is_control()) {
+        return Err(format!(
+            "`{addr}` holds a quote, backslash, space or control character; \
+             letterpress sends only to plain addresses (no quoted local part)"
+        ));
+    }
     let parsed: Result<lettre::Address, _> = addr.parse();
     match parsed {
         Ok(a) if a.domain().contains('.') || a.domain() == "localhost" => Ok(()),
         Ok(_) => Err(format!("`{addr}` has no dot in its domain")),
         Err(_) => Err(format!("`{addr}` is not a valid email address")),
+    }
+}
+
+/// Percent-encodes `value` for a URI (RFC 3986 2.1): every byte outside the
+/// unreserved characters (`A-Z a-z 0-9 - . _ ~`) becomes `%XX`, so a merged
+/// value can never end a `<…>` URI, add a second one, or put a space, quote
+/// or control character into the header. The escape function of the
+/// `List-Unsubscribe` header's `{{…}}`.
+pub fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+    out
+}
+
+/// The URIs of a `List-Unsubscribe` value (RFC 2369): one or more `<uri>`,
+/// separated by commas and optional spaces, nothing else. A URI may hold no
+/// space, quote, `<`, `>`, control or non-ASCII character: such a character
+/// is either a mistake or a value trying to add a URI of its own.
+pub fn unsubscribe_uris(value: &str) -> Result<Vec<&str>, String> {
+    let mut uris = Vec::new();
+    let mut rest = value.trim();
+    loop {
+        let Some(inner) = rest.strip_prefix('<') else {
+            return Err(format!(
+                "`{value}` is not a list of `<URL>`s separated by commas"
+            ));
+        };
+        let Some(end) = inner.find('>') else {
+            return Err(format!("`{value}` has a `<` without its `>`"));
+        };
+        let uri = &inner[..end];
+        if uri.is_empty() {
+            return Err("List-Unsubscribe holds an empty `<>`".into());
+        }
+        if let Some(c) = uri
+            .chars()
+            .find(|&c| !c.is_ascii_graphic() || matches!(c, '"' | '<' | '>'))
+        {
+            return Err(format!(
+                "the List-Unsubscribe URL `{uri}` holds {}; percent-encode it",
+                match c {
+                    ' ' => "a space".to_string(),
+                    c if c.is_control() => format!("the control character {c:?}"),
+                    c if !c.is_ascii() => format!("the non-ASCII character `{c}`"),
+                    c => format!("`{c}`"),
+                }
+            ));
+        }
+        // `https%3A%2F%2F…` is what a whole URL merged with `{{…}}` becomes.
+        let scheme = uri.split_once(':').map_or("", |(s, _)| s);
+        let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if !is_scheme {
+            return Err(format!(
+                "the List-Unsubscribe URL `{uri}` does not start with a scheme such as \
+                 `https:` or `mailto:`; a column that holds a whole URL goes in as \
+                 `{{{{{{column}}}}}}`, which is not percent-encoded"
+            ));
+        }
+        uris.push(uri);
+        rest = inner[end + 1..].trim_start();
+        if rest.is_empty() {
+            return Ok(uris);
+        }
+        let Some(next) = rest.strip_prefix(',') else {
+            return Err(format!(
+                "`{value}` is not a list of `<URL>`s separated by commas"
+            ));
+        };
+        rest = next.trim_start();
     }
 }
 
@@ -204,7 +333,9 @@ fn encode_mailbox(m: &Mailbox) -> String {
         Some(name) if is_atext_phrase(name) && !name.contains("=?") => {
             format!("{name} <{}>", m.address)
         }
-        Some(name) if name.is_ascii() && !name.contains("=?") => {
+        // A quoted string may hold no control character (RFC 5322 3.2.4):
+        // a name with one is encoded like a non-ASCII one.
+        Some(name) if name.bytes().all(|b| (0x20..0x7f).contains(&b)) && !name.contains("=?") => {
             let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
             format!("\"{quoted}\" <{}>", m.address)
         }
@@ -431,6 +562,82 @@ mod tests {
             encode_mailbox(&m),
             "\"Cohen, \\\"Dave\\\"\" <d@example.org>"
         );
+    }
+
+    #[test]
+    fn unsubscribe_uris_are_a_clean_list() {
+        assert_eq!(
+            unsubscribe_uris("<https://a.example/u?c=1>, <mailto:u@a.example>").unwrap(),
+            ["https://a.example/u?c=1", "mailto:u@a.example"]
+        );
+        for bad in [
+            "https://a.example/u",
+            "<https://a.example/u?c=a b>",
+            "<https://a.example/u?c=\"x\">",
+            "<https://a.example/u?c=<x>",
+            "<https://a.example/u?c=\tx>",
+            "<https://a.example/u?c=é>",
+            "<https://a.example/u> <mailto:u@a.example>",
+            "<https://a.example/u>, ",
+            "<>",
+            "<https://a.example/u",
+            "<https%3A%2F%2Fa.example%2Fu>",
+            "<a.example/u>",
+        ] {
+            assert!(unsubscribe_uris(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            percent_encode("c15>, <mailto:ü"),
+            "c15%3E%2C%20%3Cmailto%3A%C3%BC"
+        );
+        assert_eq!(percent_encode("A-z_0.9~"), "A-z_0.9~");
+    }
+
+    #[test]
+    fn control_characters_in_names_are_encoded_not_written_raw() {
+        for name in ["Ann\tLee", "Ann\x01Lee", "Ann\x7fLee"] {
+            let m = Mailbox {
+                name: Some(name.into()),
+                address: "a@example.org".into(),
+            };
+            let enc = encode_mailbox(&m);
+            assert!(
+                enc.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                "{name:?} -> {enc:?}"
+            );
+            let mut p = parts();
+            p.to = m;
+            let eml = build(&p, &stamp()).unwrap();
+            let msg = mail_parser::MessageParser::default().parse(&eml).unwrap();
+            assert_eq!(msg.to().unwrap().first().unwrap().name(), Some(name));
+        }
+        for addr in [
+            "\"a b\"@example.org",
+            "a\"b@example.org",
+            "a b@example.org",
+            "a\t@example.org",
+        ] {
+            assert!(validate_address(addr).is_err(), "{addr:?}");
+        }
+    }
+
+    #[test]
+    fn addresses_written_counts_mailboxes_not_commas_in_names() {
+        for (value, n) in [
+            ("Sender <s@example.org>", 1),
+            ("Lee, Ann <a@example.org>", 1),
+            ("\"Lee, Ann\" <a@example.org>", 1),
+            ("\"A <a@x.org>, b@y.org\" <a@example.org>", 1),
+            ("x <x>", 1),
+            ("x", 0),
+            ("a@example.org", 1),
+            ("A <a@x.org>, B <b@y.org>", 2),
+            ("A <a@x.org> B <b@y.org>", 2),
+            ("a@x.org, b@y.org", 2),
+            ("b@y.org, A <a@x.org>", 2),
+        ] {
+            assert_eq!(addresses_written(value), n, "{value}");
+        }
     }
 
     #[test]
