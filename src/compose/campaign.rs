@@ -10,7 +10,7 @@ use handlebars::{Context, Handlebars};
 
 use crate::compose::message::{Mailbox, Parts};
 use crate::compose::recipients::{Columns, Recipient};
-use crate::compose::template::{TemplateFile, Variable};
+use crate::compose::template::{include_root, TemplateFile, Variable};
 use crate::compose::text;
 use crate::error::{Error, Result};
 use crate::report::{Problem, Severity};
@@ -129,18 +129,6 @@ fn render_options() -> mrml::prelude::render::RenderOptions {
         // one that names no web font.
         fonts: Default::default(),
     }
-}
-
-/// Where `mj-include` may read: the template's folder, canonicalized
-/// (mrml's `LocalIncludeLoader` compares canonical paths against its root,
-/// so a relative root would refuse every include). `None` when the folder
-/// cannot be resolved.
-fn include_root(template: &std::path::Path) -> Option<std::path::PathBuf> {
-    let folder = match template.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    folder.canonicalize().ok()
 }
 
 /// The parser options of both renders, MJML once and the safety net's per
