@@ -812,4 +812,36 @@ mod tests {
         c.verify(&rows[0]).unwrap();
         assert!(c.render(&rows[0]).unwrap().parts.html.contains("Hi Ann"));
     }
+
+    #[test]
+    fn a_changed_included_file_changes_the_campaign_hash() {
+        let r = Recipients::from_reader(
+            "r.csv".into(),
+            Box::new(std::io::Cursor::new(b"email,name\n".to_vec())),
+            None,
+        )
+        .unwrap();
+        let hash = |dir: &Path, part: &str| {
+            let template = TEMPLATE.replace(
+                "</mj-body>",
+                "<mj-include path=\"./part.mjml\" /></mj-body>",
+            );
+            let path = dir.join("t.mjml");
+            std::fs::write(&path, template).unwrap();
+            std::fs::write(
+                dir.join("part.mjml"),
+                format!(
+                    "<mj-section><mj-column><mj-text>{part}</mj-text></mj-column></mj-section>"
+                ),
+            )
+            .unwrap();
+            Campaign::compile(TemplateFile::load(&path).unwrap(), r.columns(), "r.csv")
+                .unwrap()
+                .hash()
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // Not where the folder lies: the hash seeds deterministic stamps.
+        assert_eq!(hash(a.path(), "one"), hash(b.path(), "one"));
+        assert_ne!(hash(a.path(), "one"), hash(a.path(), "two"));
+    }
 }

@@ -35,9 +35,20 @@ pub struct TemplateFile {
     pub body_line: usize,
     /// The optional sibling `NAME.txt` that replaces the generated text part.
     pub text: Option<String>,
-    /// The raw bytes of both files, hashed for deterministic stamps and for
-    /// the send journal.
+    /// The files the body includes, as [`included_files`] finds them, read
+    /// when the template was loaded (none for [`TemplateFile::parse`]).
+    pub includes: Vec<Included>,
+    /// The raw bytes of both files and of the included ones, hashed for
+    /// deterministic stamps and for the send journal: a changed footer is a
+    /// changed letter.
     pub source: String,
+}
+
+/// A file the template includes, as read when the template was loaded.
+#[derive(Debug, Clone)]
+pub struct Included {
+    pub path: PathBuf,
+    pub text: String,
 }
 
 /// A variable a template uses, and where.
@@ -67,7 +78,26 @@ impl TemplateFile {
         } else {
             None
         };
-        Self::parse(path, &source, text)
+        let mut template = Self::parse(path, &source, text)?;
+        let root = include_root(path);
+        for path in included_files(path) {
+            // One that cannot be read is the renders' to report, naming it.
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            template.source.push('\0');
+            // Relative, so that the hash, the seed of deterministic
+            // stamps, does not depend on where the folder lies.
+            let name = root
+                .as_deref()
+                .and_then(|r| path.strip_prefix(r).ok())
+                .unwrap_or(&path);
+            template.source.push_str(&name.display().to_string());
+            template.source.push('\0');
+            template.source.push_str(&text);
+            template.includes.push(Included { path, text });
+        }
+        Ok(template)
     }
 
     /// Splits template text into headers and body.
@@ -165,6 +195,7 @@ impl TemplateFile {
             body,
             body_line: line_no + 1,
             text,
+            includes: Vec::new(),
             source: all,
         })
     }
