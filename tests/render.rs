@@ -634,3 +634,40 @@ fn mj_include_merges_the_included_file_and_stays_in_the_template_folder() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn a_variable_of_an_included_file_must_be_a_column_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(dir.path(), "r.csv", "email,name\na@example.org,Ann\n");
+    write(
+        dir.path(),
+        "footer.mjml",
+        "<mj-section><mj-column>\n<mj-text>Bye {{nmae}}</mj-text>\n</mj-column></mj-section>\n",
+    );
+    let t = write(
+        dir.path(),
+        "t.mjml",
+        SMALL_TEMPLATE.replace(
+            "  </mj-body>",
+            "    <mj-include path=\"footer.mjml\" />\n  </mj-body>",
+        ),
+    );
+    let out = dir.path().join("o");
+    let r = run(
+        &[
+            "render".as_ref(),
+            t.as_os_str(),
+            csv.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+        None,
+    );
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("footer.mjml:2: the template uses `nmae`"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.exists());
+}

@@ -105,10 +105,10 @@ fn missing(template: &TemplateFile, vars: &[Variable], columns: &Columns, csv: &
     vars.iter()
         .filter(|v| columns.position(&v.name).is_none() && seen.insert(v.name.as_str()))
         .map(|v| Error::MissingVariable {
-            path: if v.in_text_file {
-                template.text_path()
-            } else {
-                template.path.clone()
+            path: match &v.included {
+                Some(path) => path.clone(),
+                None if v.in_text_file => template.text_path(),
+                None => template.path.clone(),
             },
             line: v.line,
             missing: crate::error::MissingColumn {

@@ -58,6 +58,8 @@ pub struct Variable {
     /// 1-based line in the file named by `in_text_file` or the template.
     pub line: usize,
     pub in_text_file: bool,
+    /// The included file it is in (its line is that file's), if any.
+    pub included: Option<PathBuf>,
 }
 
 impl TemplateFile {
@@ -209,8 +211,9 @@ impl TemplateFile {
         self.path.with_extension("txt")
     }
 
-    /// Every variable used by the headers, the body and the text template,
-    /// or the first Handlebars syntax error, with its line in the file.
+    /// Every variable used by the headers, the body, the text template and
+    /// the included files, or the first Handlebars syntax error, with its
+    /// line in the file.
     pub fn variables(&self) -> Result<Vec<Variable>> {
         let mut out = Vec::new();
         for h in &self.headers {
@@ -226,6 +229,18 @@ impl TemplateFile {
             collect(&t, 0, &mut out);
             for v in &mut out[start..] {
                 v.in_text_file = true;
+            }
+        }
+        for inc in &self.includes {
+            let t = compile(&inc.text).map_err(|(line, message)| Error::Template {
+                path: inc.path.clone(),
+                line,
+                message,
+            })?;
+            let start = out.len();
+            collect(&t, 0, &mut out);
+            for v in &mut out[start..] {
+                v.included = Some(inc.path.clone());
             }
         }
         Ok(out)
@@ -417,6 +432,7 @@ fn param(p: &Parameter, line: usize, line_offset: usize, out: &mut Vec<Variable>
                     name: first.to_string(),
                     line,
                     in_text_file: false,
+                    included: None,
                 });
             }
         }
@@ -424,6 +440,7 @@ fn param(p: &Parameter, line: usize, line_offset: usize, out: &mut Vec<Variable>
             name: n.clone(),
             line,
             in_text_file: false,
+            included: None,
         }),
         Parameter::Subexpression(s) => {
             if let TemplateElement::Expression(h) = s.as_element() {
