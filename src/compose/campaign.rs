@@ -2,7 +2,8 @@
 //! MJML is rendered once with the `{{…}}` left in, Handlebars compiles that
 //! HTML once, and each recipient costs one Handlebars render of the HTML, one
 //! of the text and one per header. No I/O here beyond what
-//! [`TemplateFile`] already read.
+//! [`TemplateFile`] already read and the files mrml's loader reads for
+//! `mj-include` (when compiling, and in the safety net's few sample rows).
 
 use std::collections::BTreeSet;
 
