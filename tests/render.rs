@@ -622,3 +622,101 @@ fn snapshots_of_three_letters() {
         }
     }
 }
+
+#[test]
+fn mj_include_merges_the_included_file_and_stays_in_the_template_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("campaign");
+    std::fs::create_dir(&folder).unwrap();
+    let csv = write(
+        &folder,
+        "r.csv",
+        "email,name\na@example.org,Ann\nb@example.org,Bob\n",
+    );
+    write(
+        &folder,
+        "footer.mjml",
+        "<mj-section><mj-column><mj-text>Bye {{name}}, from the footer</mj-text></mj-column></mj-section>\n",
+    );
+    let template = SMALL_TEMPLATE.replace(
+        "  </mj-body>",
+        "    <mj-include path=\"./footer.mjml\" />\n  </mj-body>",
+    );
+    let t = write(&folder, "t.mjml", &template);
+    let render = |out: &std::path::Path| {
+        run(
+            &[
+                "render".as_ref(),
+                t.as_os_str(),
+                csv.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+            ],
+            None,
+        )
+    };
+    let out = dir.path().join("o");
+    render(&out).expect_code(0);
+    for (file, name) in [
+        ("0001-a_example.org.html", "Ann"),
+        ("0002-b_example.org.html", "Bob"),
+    ] {
+        let html = std::fs::read_to_string(out.join(file)).unwrap();
+        assert!(
+            html.contains(&format!("Bye {name}, from the footer")),
+            "{file}: {html}"
+        );
+    }
+
+    // A path out of the template's folder is refused, and named.
+    write(dir.path(), "secret.mjml", "<mj-text>secret</mj-text>\n");
+    let template = template.replace("./footer.mjml", "../secret.mjml");
+    write(&folder, "t.mjml", &template);
+    let out = dir.path().join("o2");
+    let r = render(&out);
+    r.expect_code(1);
+    assert!(r.stderr.contains("../secret.mjml"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("inside the template's folder"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_variable_of_an_included_file_must_be_a_column_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(dir.path(), "r.csv", "email,name\na@example.org,Ann\n");
+    write(
+        dir.path(),
+        "footer.mjml",
+        "<mj-section><mj-column>\n<mj-text>Bye {{nmae}}</mj-text>\n</mj-column></mj-section>\n",
+    );
+    let t = write(
+        dir.path(),
+        "t.mjml",
+        SMALL_TEMPLATE.replace(
+            "  </mj-body>",
+            "    <mj-include path=\"footer.mjml\" />\n  </mj-body>",
+        ),
+    );
+    let out = dir.path().join("o");
+    let r = run(
+        &[
+            "render".as_ref(),
+            t.as_os_str(),
+            csv.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+        None,
+    );
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("footer.mjml:2: the template uses `nmae`"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.exists());
+}

@@ -163,6 +163,42 @@ fn serve_follows_edits_and_shows_a_template_error_until_it_is_fixed() {
 }
 
 #[test]
+fn serve_follows_edits_to_an_included_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, csv) = campaign(dir.path());
+    let footer = |word: &str| {
+        format!("<mj-section><mj-column><mj-text>{word} {{{{name}}}}</mj-text></mj-column></mj-section>\n")
+    };
+    write(dir.path(), "footer.mjml", footer("Bye"));
+    let t = write(
+        dir.path(),
+        "t.mjml",
+        SMALL_TEMPLATE.replace(
+            "  </mj-body>",
+            "    <mj-include path=\"./footer.mjml\" />\n  </mj-body>",
+        ),
+    );
+    let server = serve(&t, &csv);
+    let port = server.port;
+    assert!(
+        server.banner.contains("and the files it includes"),
+        "{}",
+        server.banner
+    );
+    wait_for_body(
+        port,
+        "/0001-ann_example.org.html",
+        "the first render",
+        |b| b.contains("Bye Ann"),
+    );
+    // Only the included file changes: the letters follow.
+    write(dir.path(), "footer.mjml", footer("Farewell"));
+    wait_for_body(port, "/0001-ann_example.org.html", "the edit", |b| {
+        b.contains("Farewell Ann")
+    });
+}
+
+#[test]
 fn serve_listens_on_127_0_0_1_only_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let (t, csv) = campaign(dir.path());

@@ -2,7 +2,8 @@
 //! MJML is rendered once with the `{{…}}` left in, Handlebars compiles that
 //! HTML once, and each recipient costs one Handlebars render of the HTML, one
 //! of the text and one per header. No I/O here beyond what
-//! [`TemplateFile`] already read.
+//! [`TemplateFile`] already read and the files mrml's loader reads for
+//! `mj-include` (when compiling, and in the safety net's few sample rows).
 
 use std::collections::BTreeSet;
 
@@ -10,7 +11,7 @@ use handlebars::{Context, Handlebars};
 
 use crate::compose::message::{Mailbox, Parts};
 use crate::compose::recipients::{Columns, Recipient};
-use crate::compose::template::{TemplateFile, Variable};
+use crate::compose::template::{include_root, TemplateFile, Variable};
 use crate::compose::text;
 use crate::error::{Error, Result};
 use crate::report::{Problem, Severity};
@@ -42,6 +43,8 @@ pub const HTML_WARN_BYTES: usize = 90 * 1024;
 /// A campaign ready to render: templates compiled, columns checked.
 pub struct Campaign {
     template: TemplateFile,
+    /// Where `mj-include` reads, for both renders (see [`parser_options`]).
+    include_root: Option<std::path::PathBuf>,
     html: Handlebars<'static>,
     plain: Handlebars<'static>,
     /// The `List-Unsubscribe` template, whose `{{…}}` values are
@@ -110,10 +113,10 @@ fn missing(template: &TemplateFile, vars: &[Variable], columns: &Columns, csv: &
     vars.iter()
         .filter(|v| columns.position(&v.name).is_none() && seen.insert(v.name.as_str()))
         .map(|v| Error::MissingVariable {
-            path: if v.in_text_file {
-                template.text_path()
-            } else {
-                template.path.clone()
+            path: match &v.included {
+                Some(path) => path.clone(),
+                None if v.in_text_file => template.text_path(),
+                None => template.path.clone(),
             },
             line: v.line,
             missing: crate::error::MissingColumn {
@@ -136,18 +139,67 @@ fn render_options() -> mrml::prelude::render::RenderOptions {
     }
 }
 
+/// The parser options of both renders, MJML once and the safety net's per
+/// recipient render, so that the two read includes alike. With `merge`, the
+/// included files are merged with those fields first, as the per recipient
+/// render merges the template.
+fn parser_options(
+    include_root: Option<&std::path::Path>,
+    merge: Option<&serde_json::Value>,
+) -> mrml::prelude::parser::ParserOptions {
+    use mrml::prelude::parser::local_loader::LocalIncludeLoader;
+    let mut opts = mrml::prelude::parser::ParserOptions::default();
+    if let Some(root) = include_root {
+        let local = LocalIncludeLoader::new(root.to_path_buf());
+        opts.include_loader = match merge {
+            Some(fields) => Box::new(MergingLoader {
+                local,
+                fields: fields.clone(),
+            }),
+            None => Box::new(local),
+        };
+    }
+    opts
+}
+
+/// The message of a [`MergingLoader`] error whose cause is Handlebars'.
+const MERGE_FAILED: &str = "Handlebars error in the included file";
+
+/// Reads an included file inside the root, then merges it with one
+/// recipient's fields.
+#[derive(Debug)]
+struct MergingLoader {
+    local: mrml::prelude::parser::local_loader::LocalIncludeLoader,
+    fields: serde_json::Value,
+}
+
+impl mrml::prelude::parser::loader::IncludeLoader for MergingLoader {
+    fn resolve(
+        &self,
+        path: &str,
+    ) -> std::result::Result<String, mrml::prelude::parser::loader::IncludeLoaderError> {
+        let source = self.local.resolve(path)?;
+        Handlebars::new()
+            .render_template(&source, &self.fields)
+            .map_err(|e| {
+                mrml::prelude::parser::loader::IncludeLoaderError::new(
+                    path,
+                    std::io::ErrorKind::InvalidData,
+                )
+                .with_message(MERGE_FAILED)
+                .with_cause(std::sync::Arc::new(std::io::Error::other(e.to_string())))
+            })
+    }
+}
+
 /// Renders MJML to HTML, giving errors as (line in `mjml`, message).
 fn render_mjml(
     mjml: &str,
     include_root: Option<&std::path::Path>,
+    merge: Option<&serde_json::Value>,
 ) -> std::result::Result<String, (usize, String)> {
-    use mrml::prelude::parser::{Error as P, ParserOptions};
-    let mut opts = ParserOptions::default();
-    if let Some(root) = include_root {
-        opts.include_loader = Box::new(
-            mrml::prelude::parser::local_loader::LocalIncludeLoader::new(root.to_path_buf()),
-        );
-    }
+    use mrml::prelude::parser::Error as P;
+    let opts = parser_options(include_root, merge);
     let line_of = |pos: usize| mjml[..pos.min(mjml.len())].matches('\n').count() + 1;
     let parsed = mrml::parse_with_options(mjml, &opts).map_err(|e| {
         let line = match &e {
@@ -160,6 +212,21 @@ fn render_mjml(
             P::ParserError { source, .. } => source.pos().row as usize,
             _ => mjml.lines().count(),
         };
+        if let P::IncludeLoaderError { source, .. } = &e {
+            // mrml's own message names neither the path nor the rule.
+            let folder = include_root.map_or_else(
+                || "(which could not be resolved)".to_string(),
+                |r| r.display().to_string(),
+            );
+            let why = match (source.message, &source.cause) {
+                (Some(MERGE_FAILED), Some(cause)) => format!("{MERGE_FAILED}: {cause}"),
+                _ => format!("an included file must exist inside the template's folder {folder}"),
+            };
+            return (
+                line,
+                format!("MJML error: cannot include `{}`: {why}", source.path),
+            );
+        }
         let hint = match &e {
             P::EndOfStream { .. } => "; a tag is not closed",
             P::ParserError { .. } | P::InvalidFormat { .. } => {
@@ -194,18 +261,8 @@ impl Campaign {
         if let Some(e) = missing(&template, &vars, columns, csv).into_iter().next() {
             return Err(e);
         }
-        let include_root = template
-            .path
-            .parent()
-            .map(|p| {
-                if p.as_os_str().is_empty() {
-                    std::path::Path::new(".")
-                } else {
-                    p
-                }
-            })
-            .and_then(|p| p.canonicalize().ok());
-        let html_template = render_mjml(&template.body, include_root.as_deref())
+        let include_root = include_root(&template.path);
+        let html_template = render_mjml(&template.body, include_root.as_deref(), None)
             .map_err(|(l, m)| template.error(template.body_line + l - 1, m, false))?;
 
         // mrml drops text where MJML allows none (between mj-columns) and
@@ -327,6 +384,7 @@ impl Campaign {
         let hash = xxhash_rust::xxh3::xxh3_128(template.source.as_bytes());
         Ok(Campaign {
             template,
+            include_root,
             html,
             plain,
             uri,
@@ -646,7 +704,7 @@ impl Campaign {
                     false,
                 )
             })?;
-        let slow = match render_mjml(&merged_mjml, None) {
+        let slow = match render_mjml(&merged_mjml, self.include_root.as_deref(), Some(&ctx)) {
             Ok(s) => s,
             Err((_, m)) => {
                 return Err(Error::MergeMismatch {
@@ -952,5 +1010,72 @@ mod tests {
         let (c, _) = setup(&template, "email,name\na@example.org,Ann\n");
         let e = c.unwrap_err().to_string();
         assert!(e.contains("single quotes"), "{e}");
+    }
+
+    #[test]
+    fn both_renders_read_includes_from_the_canonical_template_folder() {
+        let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
+        assert_eq!(include_root(Path::new("t.mjml")), Some(cwd.clone()));
+        assert_eq!(
+            include_root(Path::new("./src/t.mjml")),
+            Some(cwd.join("src"))
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("part.mjml"),
+            "<mj-section><mj-column><mj-text>Hi {{name}}</mj-text></mj-column></mj-section>",
+        )
+        .unwrap();
+        let template = TEMPLATE.replace(
+            "</mj-body>",
+            "<mj-include path=\"./part.mjml\" /></mj-body>",
+        );
+        let path = dir.path().join("t.mjml");
+        std::fs::write(&path, template).unwrap();
+        let (_, rows) = setup(TEMPLATE, "email,name\na@example.org,Ann\n");
+        let r = Recipients::from_reader(
+            "r.csv".into(),
+            Box::new(std::io::Cursor::new(b"email,name\n".to_vec())),
+            None,
+        )
+        .unwrap();
+        let c =
+            Campaign::compile(TemplateFile::load(&path).unwrap(), r.columns(), "r.csv").unwrap();
+        assert!(c.html_template().contains("Hi {{name}}"));
+        c.verify(&rows[0]).unwrap();
+        assert!(c.render(&rows[0]).unwrap().parts.html.contains("Hi Ann"));
+    }
+
+    #[test]
+    fn a_changed_included_file_changes_the_campaign_hash() {
+        let r = Recipients::from_reader(
+            "r.csv".into(),
+            Box::new(std::io::Cursor::new(b"email,name\n".to_vec())),
+            None,
+        )
+        .unwrap();
+        let hash = |dir: &Path, part: &str| {
+            let template = TEMPLATE.replace(
+                "</mj-body>",
+                "<mj-include path=\"./part.mjml\" /></mj-body>",
+            );
+            let path = dir.join("t.mjml");
+            std::fs::write(&path, template).unwrap();
+            std::fs::write(
+                dir.join("part.mjml"),
+                format!(
+                    "<mj-section><mj-column><mj-text>{part}</mj-text></mj-column></mj-section>"
+                ),
+            )
+            .unwrap();
+            Campaign::compile(TemplateFile::load(&path).unwrap(), r.columns(), "r.csv")
+                .unwrap()
+                .hash()
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // Not where the folder lies: the hash seeds deterministic stamps.
+        assert_eq!(hash(a.path(), "one"), hash(b.path(), "one"));
+        assert_ne!(hash(a.path(), "one"), hash(a.path(), "two"));
     }
 }

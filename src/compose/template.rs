@@ -35,9 +35,20 @@ pub struct TemplateFile {
     pub body_line: usize,
     /// The optional sibling `NAME.txt` that replaces the generated text part.
     pub text: Option<String>,
-    /// The raw bytes of both files, hashed for deterministic stamps and for
-    /// the send journal.
+    /// The files the body includes, as [`included_files`] finds them, read
+    /// when the template was loaded (none for [`TemplateFile::parse`]).
+    pub includes: Vec<Included>,
+    /// The raw bytes of both files and of the included ones, hashed for
+    /// deterministic stamps and for the send journal: a changed footer is a
+    /// changed letter.
     pub source: String,
+}
+
+/// A file the template includes, as read when the template was loaded.
+#[derive(Debug, Clone)]
+pub struct Included {
+    pub path: PathBuf,
+    pub text: String,
 }
 
 /// A variable a template uses, and where.
@@ -47,6 +58,8 @@ pub struct Variable {
     /// 1-based line in the file named by `in_text_file` or the template.
     pub line: usize,
     pub in_text_file: bool,
+    /// The included file it is in (its line is that file's), if any.
+    pub included: Option<PathBuf>,
 }
 
 impl TemplateFile {
@@ -67,7 +80,26 @@ impl TemplateFile {
         } else {
             None
         };
-        Self::parse(path, &source, text)
+        let mut template = Self::parse(path, &source, text)?;
+        let root = include_root(path);
+        for path in included_files(path) {
+            // One that cannot be read is the renders' to report, naming it.
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            template.source.push('\0');
+            // Relative, so that the hash, the seed of deterministic
+            // stamps, does not depend on where the folder lies.
+            let name = root
+                .as_deref()
+                .and_then(|r| path.strip_prefix(r).ok())
+                .unwrap_or(&path);
+            template.source.push_str(&name.display().to_string());
+            template.source.push('\0');
+            template.source.push_str(&text);
+            template.includes.push(Included { path, text });
+        }
+        Ok(template)
     }
 
     /// Splits template text into headers and body.
@@ -165,6 +197,7 @@ impl TemplateFile {
             body,
             body_line: line_no + 1,
             text,
+            includes: Vec::new(),
             source: all,
         })
     }
@@ -178,8 +211,9 @@ impl TemplateFile {
         self.path.with_extension("txt")
     }
 
-    /// Every variable used by the headers, the body and the text template,
-    /// or the first Handlebars syntax error, with its line in the file.
+    /// Every variable used by the headers, the body, the text template and
+    /// the included files, or the first Handlebars syntax error, with its
+    /// line in the file.
     pub fn variables(&self) -> Result<Vec<Variable>> {
         let mut out = Vec::new();
         for h in &self.headers {
@@ -197,6 +231,18 @@ impl TemplateFile {
                 v.in_text_file = true;
             }
         }
+        for inc in &self.includes {
+            let t = compile(&inc.text).map_err(|(line, message)| Error::Template {
+                path: inc.path.clone(),
+                line,
+                message,
+            })?;
+            let start = out.len();
+            collect(&t, 0, &mut out);
+            for v in &mut out[start..] {
+                v.included = Some(inc.path.clone());
+            }
+        }
         Ok(out)
     }
 
@@ -212,6 +258,94 @@ impl TemplateFile {
             message,
         }
     }
+}
+
+/// Where `mj-include` may read: the template's folder, canonicalized
+/// (mrml's `LocalIncludeLoader` compares canonical paths against its root,
+/// so a relative root would refuse every include). `None` when the folder
+/// cannot be resolved.
+pub fn include_root(template: &Path) -> Option<PathBuf> {
+    let folder = match template.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    folder.canonicalize().ok()
+}
+
+/// How many files [`included_files`] follows at most: includes of includes
+/// could otherwise go round.
+const MAX_INCLUDES: usize = 100;
+
+/// The files the template at `path` pulls in with `mj-include`, and the
+/// files those pull in, as far as they lie inside the template's folder
+/// (the only place the renders read them from). Found by scanning the text
+/// for `path` attributes, not by parsing: for watching the files, a file
+/// too many does no harm. A file that does not exist yet is listed too.
+pub fn included_files(path: &Path) -> Vec<PathBuf> {
+    let Some(root) = include_root(path) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = Vec::new();
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(file) = pending.pop() {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for target in include_paths(&text) {
+            let target = target.trim_start_matches("file:///");
+            let joined = root.join(target);
+            let resolved = match joined.canonicalize() {
+                Ok(p) if p.starts_with(&root) => p,
+                Ok(_) => continue,
+                // Not there yet: watch where it would be, unless it would be
+                // outside the folder.
+                Err(_)
+                    if Path::new(target).components().all(|c| {
+                        matches!(
+                            c,
+                            std::path::Component::Normal(_) | std::path::Component::CurDir
+                        )
+                    }) =>
+                {
+                    joined
+                }
+                Err(_) => continue,
+            };
+            if !found.contains(&resolved) && found.len() < MAX_INCLUDES {
+                found.push(resolved.clone());
+                pending.push(resolved);
+            }
+        }
+    }
+    found
+}
+
+/// The `path` attribute of every `<mj-include` tag in `mjml`.
+fn include_paths(mjml: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for tag in mjml.split("<mj-include").skip(1) {
+        let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
+        let mut rest = tag;
+        while let Some(at) = rest.find("path") {
+            let before_ok = at == 0 || rest.as_bytes()[at - 1].is_ascii_whitespace();
+            rest = &rest[at + 4..];
+            let after = rest.trim_start();
+            let Some(value) = after.strip_prefix('=') else {
+                continue;
+            };
+            let value = value.trim_start();
+            let Some(quote) = value.chars().next().filter(|c| matches!(c, '"' | '\'')) else {
+                continue;
+            };
+            if let Some(end) = value[1..].find(quote) {
+                if before_ok {
+                    out.push(&value[1..1 + end]);
+                }
+                rest = &value[1 + end..];
+            }
+        }
+    }
+    out
 }
 
 /// The variables one Handlebars snippet uses (lines relative to it).
@@ -298,6 +432,7 @@ fn param(p: &Parameter, line: usize, line_offset: usize, out: &mut Vec<Variable>
                     name: first.to_string(),
                     line,
                     in_text_file: false,
+                    included: None,
                 });
             }
         }
@@ -305,6 +440,7 @@ fn param(p: &Parameter, line: usize, line_offset: usize, out: &mut Vec<Variable>
             name: n.clone(),
             line,
             in_text_file: false,
+            included: None,
         }),
         Parameter::Subexpression(s) => {
             if let TemplateElement::Expression(h) = s.as_element() {
@@ -381,5 +517,40 @@ mod tests {
         let t = parse("From: a@x.org\nsubject: one\n  two\nx-tag: {{t}}\n\n<mjml/>").unwrap();
         assert_eq!(t.header("Subject").unwrap().value, "one two");
         assert_eq!(t.header("X-tag").unwrap().value, "{{t}}");
+    }
+
+    #[test]
+    fn finds_included_files_inside_the_folder_only() {
+        assert_eq!(
+            include_paths("<mj-include path=\"./a.mjml\"/>\n<mj-include type='css' path = 'b.css' /><mj-text>path=\"no\"</mj-text>"),
+            vec!["./a.mjml", "b.css"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("c");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(dir.path().join("secret.mjml"), "x").unwrap();
+        std::fs::write(
+            folder.join("t.mjml"),
+            "<mj-include path=\"./a.mjml\" /><mj-include path=\"../secret.mjml\" /><mj-include path=\"later.mjml\" />",
+        )
+        .unwrap();
+        std::fs::write(
+            folder.join("a.mjml"),
+            "<mj-include path=\"b.mjml\" /><mj-include path=\"./t.mjml\" />",
+        )
+        .unwrap();
+        std::fs::write(folder.join("b.mjml"), "").unwrap();
+        let root = folder.canonicalize().unwrap();
+        let mut files = included_files(&folder.join("t.mjml"));
+        files.sort();
+        assert_eq!(
+            files,
+            vec![
+                root.join("a.mjml"),
+                root.join("b.mjml"),
+                root.join("later.mjml"),
+                root.join("t.mjml"),
+            ]
+        );
     }
 }

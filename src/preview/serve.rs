@@ -5,7 +5,9 @@
 //! file is fixed. Binds to 127.0.0.1 only; never to another address.
 //!
 //! Files are watched by polling their modification time and size (no
-//! platform notification crate: three files, four checks a second).
+//! platform notification crate: a few files, four checks a second). The
+//! included files are found again on every check, so an include added to
+//! the template is watched from then on.
 //! Requests are served by `tiny_http`, one thread each, so a waiting poll
 //! does not hold up the page.
 
@@ -16,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::compose::build::Built;
 use crate::compose::campaign::Source;
+use crate::compose::template::included_files;
 use crate::deliver::run::{self, Clock, Summary};
 use crate::deliver::sink::{file_stem, Delivered, Envelope, Failure, Receipt, Sink};
 use crate::error::{Error, Result};
@@ -103,15 +106,29 @@ fn render(source: &Source, clock: Clock) -> Result<(Rendered, Summary)> {
     Ok((Rendered { data, files }, summary))
 }
 
-/// What the watched files look like now: modification time and size, or
-/// nothing when a file is absent (the `.txt` sibling may come and go).
-fn fingerprint(paths: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+/// The files a render reads: the template, its `.txt` sibling, the
+/// contacts, then the files the template includes.
+fn watched(source: &Source) -> Vec<PathBuf> {
+    let mut files = vec![
+        source.template.clone(),
+        source.template.with_extension("txt"),
+        PathBuf::from(&source.recipients),
+    ];
+    files.extend(included_files(&source.template));
+    files
+}
+
+/// What the watched files look like now: each with its modification time
+/// and size, or nothing when it is absent (the `.txt` sibling may come and
+/// go).
+fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
     paths
         .iter()
         .map(|p| {
-            std::fs::metadata(p)
+            let seen = std::fs::metadata(p)
                 .ok()
-                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+            (p.clone(), seen)
         })
         .collect()
 }
@@ -154,30 +171,26 @@ pub fn serve(source: &Source, port: u16, clock: Clock) -> Result<u8> {
         changed: Condvar::new(),
     });
     let source = source.clone();
-    let watched = vec![
-        source.template.clone(),
-        source.template.with_extension("txt"),
-        PathBuf::from(&source.recipients),
-    ];
-    let mut seen = fingerprint(&watched);
+    let files = watched(&source);
+    let mut seen = fingerprint(&files);
     rerender(&shared, &source, clock);
     println!(
         "serving the gallery of {} at http://{bound}/ (on 127.0.0.1 only: no other machine can \
-         connect); watching {}, {} and {}; Ctrl-C stops",
+         connect); watching {}, {}, {} and the files it includes; Ctrl-C stops",
         source.template.display(),
-        watched[0].display(),
-        watched[1].display(),
-        watched[2].display(),
+        files[0].display(),
+        files[1].display(),
+        files[2].display(),
     );
 
     let watch_shared = Arc::clone(&shared);
     std::thread::spawn(move || loop {
         std::thread::sleep(POLL);
-        let now = fingerprint(&watched);
+        let now = fingerprint(&watched(&source));
         if now != seen {
             // Let an editor finish writing, then take what is there.
             std::thread::sleep(POLL / 2);
-            seen = fingerprint(&watched);
+            seen = fingerprint(&watched(&source));
             rerender(&watch_shared, &source, clock);
         }
     });
