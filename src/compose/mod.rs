@@ -12,3 +12,6 @@ pub mod recipients;
 pub mod stamp;
 pub mod template;
 pub mod text;
+
+#[cfg(test)]
+mod hostile;

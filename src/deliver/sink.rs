@@ -279,6 +279,29 @@ mod tests {
         assert_eq!(file_stem(1, &"a".repeat(200)).len(), 5 + 64);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 10_000,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// No address, however hostile, names a file outside the folder.
+        #[test]
+        fn no_address_names_a_path_outside_the_folder(
+            row in 0usize..1_000_000,
+            address in proptest::prelude::any::<String>(),
+        ) {
+            let stem = file_stem(row, &address);
+            let dir = Path::new("/out");
+            let path = dir.join(format!("{stem}.eml"));
+            proptest::prop_assert!(!stem.contains(['/', '\\', '\0']), "{stem}");
+            proptest::prop_assert!(!stem.starts_with('.'));
+            proptest::prop_assert_eq!(path.parent(), Some(dir));
+            proptest::prop_assert!(stem.is_ascii() && stem.len() <= 64 + 12);
+        }
+    }
+
     #[test]
     fn formats_parse() {
         let f: Formats = "eml, txt".parse().unwrap();
