@@ -177,6 +177,24 @@ impl Campaign {
         if let Some(e) = missing(&template, &vars, columns, csv).into_iter().next() {
             return Err(e);
         }
+        // An address header with no placeholder is the same for every row:
+        // if it is not a mailbox, every row would fail alike.
+        for h in &template.headers {
+            if !matches!(h.name.as_str(), "From" | "To" | "Reply-To") || h.value.contains("{{") {
+                continue;
+            }
+            if let Err(e) = Mailbox::parse(&h.value) {
+                let message = if h.value.contains(['<', '@']) {
+                    format!("the {} header `{}`: {e}", h.name, h.value)
+                } else {
+                    format!(
+                        "the {0} header `{1}` has no address; write it as `{1} <address>`",
+                        h.name, h.value
+                    )
+                };
+                return Err(template.error(h.line, message, false));
+            }
+        }
         let include_root = template
             .path
             .parent()
