@@ -100,3 +100,24 @@ fn template_problems_are_reported_with_lines_and_exit_1() {
     );
     assert_eq!(tree(dir.path()).len(), 2, "check writes nothing");
 }
+
+#[test]
+fn an_unknown_helper_is_one_template_error_not_one_per_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = SMALL_TEMPLATE.replace("Dear {{name}}", "Dear {{shout name}}");
+    let t = write(dir.path(), "t.mjml", template);
+    let mut rows = String::from("email,name\n");
+    for i in 0..50 {
+        rows.push_str(&format!("r{i}@example.org,R{i}\n"));
+    }
+    let c = write(dir.path(), "r.csv", rows);
+    let r = run(&["check".as_ref(), t.as_os_str(), c.as_os_str()], None);
+    r.expect_code(1);
+    let errors: Vec<&str> = r.stdout.lines().filter(|l| l.contains("error:")).collect();
+    assert_eq!(errors.len(), 1, "{}", r.stdout);
+    assert!(
+        errors[0].contains("t.mjml:9: error: the template calls `shout`"),
+        "{}",
+        r.stdout
+    );
+}

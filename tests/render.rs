@@ -571,6 +571,61 @@ fn template_errors_are_fatal_and_name_the_line() {
 }
 
 #[test]
+fn unknown_helpers_and_a_from_without_an_address_are_one_template_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = String::from("email,name\n");
+    for i in 0..50 {
+        rows.push_str(&format!("r{i}@example.org,R{i}\n"));
+    }
+    let csv = write(dir.path(), "r.csv", rows);
+    let cases = [
+        (
+            SMALL_TEMPLATE.replace("Dear {{name}}", "Dear {{shout name}}"),
+            "t.mjml:9: the template calls `shout`",
+        ),
+        (
+            SMALL_TEMPLATE.replace("Dear {{name}}", "Dear {{#if (shout name)}}x{{/if}}"),
+            "t.mjml:9: the template calls `shout`",
+        ),
+        (
+            SMALL_TEMPLATE.replace("Hello {{name}}", "Hello {{shout name}}"),
+            "t.mjml:3: the template calls `shout`",
+        ),
+        (
+            SMALL_TEMPLATE.replace("Sender <sender@example.org>", "World Jewish Congress"),
+            "t.mjml:1: the From header `World Jewish Congress` has no address",
+        ),
+    ];
+    for (template, expected) in cases {
+        let t = write(dir.path(), "t.mjml", &template);
+        let r = run(
+            &[
+                "render".as_ref(),
+                t.as_os_str(),
+                csv.as_os_str(),
+                "--out".as_ref(),
+                dir.path().join("o").as_os_str(),
+            ],
+            None,
+        );
+        r.expect_code(1);
+        assert!(
+            r.stderr.contains(expected),
+            "expected `{expected}` in {}",
+            r.stderr
+        );
+        assert_eq!(
+            r.stderr.matches("t.mjml:").count(),
+            1,
+            "one error, not one per row: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("row "), "{}", r.stderr);
+        assert!(!dir.path().join("o").exists());
+    }
+}
+
+#[test]
 fn missing_files_are_fatal_and_usage_errors_are_2() {
     let r = run(&["render", "nope.mjml", "recipients.example.csv"], None);
     r.expect_code(1);

@@ -362,6 +362,22 @@ impl Campaign {
                         false,
                     ));
                 }
+                // With no placeholder the header is the same for every row:
+                // if it is not a mailbox, every row would fail alike.
+                if let Some(value) = &literal {
+                    if let Err(e) = Mailbox::parse(value) {
+                        let message = if value.contains(['<', '@']) {
+                            format!("the {} header `{value}`: {e}", h.name)
+                        } else {
+                            format!(
+                                "the {0} header `{value}` has no address; write it as \
+                                 `{value} <address>`",
+                                h.name
+                            )
+                        };
+                        return Err(template.error(h.line, message, false));
+                    }
+                }
             }
             let mut uris = 0;
             if h.name == "List-Unsubscribe" {

@@ -15,6 +15,15 @@ use crate::error::{Error, Result};
 /// recipients that the journal and `check` would not see.
 pub const ALLOWED_HEADERS: &[&str] = &["From", "To", "Reply-To", "Subject", "List-Unsubscribe"];
 
+/// The helpers `Handlebars::new()` registers (handlebars 6, without the
+/// `string_helpers` feature); letterpress registers none of its own. Any
+/// other name called with arguments fails every row alike, so it is a
+/// template error, found before the first row.
+pub const HELPERS: &[&str] = &[
+    "if", "unless", "each", "with", "lookup", "raw", "log", "eq", "ne", "gt", "gte", "lt", "lte",
+    "and", "or", "not", "len",
+];
+
 /// One header line of the template, its value still a Handlebars template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderLine {
@@ -213,18 +222,36 @@ impl TemplateFile {
 
     /// Every variable used by the headers, the body, the text template and
     /// the included files, or the first Handlebars syntax error, with its
-    /// line in the file.
+    /// line in the file. A call of a helper Handlebars does not have is an
+    /// error too.
     pub fn variables(&self) -> Result<Vec<Variable>> {
         let mut out = Vec::new();
+        let not_a_helper = |name: &str| {
+            format!(
+                "the template calls `{name}`, which is not a helper; the helpers are {} \
+                 (write `{{{{{name}}}}}` alone for a column named `{name}`)",
+                HELPERS.join(", ")
+            )
+        };
+        let unknown = |t: &Template, line_offset: usize, in_text_file: bool| match unknown_helper(
+            t,
+            line_offset,
+        ) {
+            Some((name, line)) => Err(self.error(line, not_a_helper(&name), in_text_file)),
+            None => Ok(()),
+        };
         for h in &self.headers {
             let t = compile(&h.value).map_err(|(l, m)| self.error(h.line + l - 1, m, false))?;
+            unknown(&t, h.line.saturating_sub(1), false)?;
             collect(&t, h.line.saturating_sub(1), &mut out);
         }
         let t =
             compile(&self.body).map_err(|(l, m)| self.error(self.body_line + l - 1, m, false))?;
+        unknown(&t, self.body_line - 1, false)?;
         collect(&t, self.body_line - 1, &mut out);
         if let Some(text) = &self.text {
             let t = compile(text).map_err(|(l, m)| self.error(l, m, true))?;
+            unknown(&t, 0, true)?;
             let start = out.len();
             collect(&t, 0, &mut out);
             for v in &mut out[start..] {
@@ -237,6 +264,13 @@ impl TemplateFile {
                 line,
                 message,
             })?;
+            if let Some((name, line)) = unknown_helper(&t, 0) {
+                return Err(Error::Template {
+                    path: inc.path.clone(),
+                    line,
+                    message: not_a_helper(&name),
+                });
+            }
             let start = out.len();
             collect(&t, 0, &mut out);
             for v in &mut out[start..] {
@@ -408,6 +442,46 @@ fn collect(t: &Template, line_offset: usize, out: &mut Vec<Variable>) {
     }
 }
 
+/// The first call in `t` of a helper that is not in [`HELPERS`], with its
+/// line. A name without arguments is a column (or, as a block, a section),
+/// not a call.
+fn unknown_helper(t: &Template, line_offset: usize) -> Option<(String, usize)> {
+    t.elements.iter().enumerate().find_map(|(i, el)| {
+        let line = line_offset + t.mapping.get(i).map_or(1, |m| m.0);
+        match el {
+            TemplateElement::Expression(h)
+            | TemplateElement::HtmlExpression(h)
+            | TemplateElement::HelperBlock(h) => unknown_in_call(h, line, line_offset),
+            _ => None,
+        }
+    })
+}
+
+fn unknown_in_call(h: &HelperTemplate, line: usize, line_offset: usize) -> Option<(String, usize)> {
+    let calls = !h.params.is_empty() || !h.hash.is_empty();
+    if let Some(name) = h.name.as_name() {
+        if calls && !HELPERS.contains(&name) {
+            return Some((name.to_string(), line));
+        }
+    }
+    h.params
+        .iter()
+        .chain(h.hash.values())
+        .find_map(|p| match p {
+            Parameter::Subexpression(s) => match s.as_element() {
+                TemplateElement::Expression(inner) => unknown_in_call(inner, line, line_offset),
+                _ => None,
+            },
+            _ => None,
+        })
+        .or_else(|| {
+            h.template
+                .iter()
+                .chain(h.inverse.iter())
+                .find_map(|t| unknown_helper(t, line_offset))
+        })
+}
+
 fn helper(h: &HelperTemplate, line: usize, line_offset: usize, out: &mut Vec<Variable>) {
     for p in h.params.iter().chain(h.hash.values()) {
         param(p, line, line_offset, out);
@@ -552,5 +626,34 @@ mod tests {
                 root.join("t.mjml"),
             ]
         );
+    }
+
+    #[test]
+    fn helpers_are_the_ones_handlebars_registers() {
+        let hb = handlebars::Handlebars::new();
+        let not_found = |name: &str| {
+            let e = hb.render_template(&format!("{{{{{name} 1 1}}}}"), &());
+            e.is_err_and(|e| matches!(e.reason(), handlebars::RenderErrorReason::HelperNotFound(_)))
+        };
+        for name in HELPERS {
+            assert!(!not_found(name), "`{name}` is not registered");
+        }
+        assert!(not_found("shout"));
+    }
+
+    #[test]
+    fn unknown_helpers_are_errors_with_their_line() {
+        let e = parse("From: a@x.org\nSubject: {{shout x}}\n\n<mjml/>")
+            .unwrap()
+            .variables()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.mjml:2: the template calls `shout`"), "{e}");
+        let body = "From: a@x.org\nSubject: x\n\n<mjml>\n{{#each xs}}\n{{#if (loud y)}}{{/if}}{{/each}}\n</mjml>";
+        let e = parse(body).unwrap().variables().unwrap_err().to_string();
+        assert!(e.starts_with("t.mjml:6: the template calls `loud`"), "{e}");
+        // Names alone, and built-in helpers, are fine.
+        let ok = "From: a@x.org\nSubject: {{x}}\n\n<mjml>{{#if (eq x 1)}}{{lookup y 0}}{{/if}}{{#sec}}a{{/sec}}</mjml>";
+        assert!(parse(ok).unwrap().variables().is_ok());
     }
 }

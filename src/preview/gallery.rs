@@ -97,8 +97,8 @@ struct Entry<'a> {
 /// gallery lists every recipient.
 ///
 /// It also gives each letter the warning `letterpress check` gives a
-/// duplicate address, so it keeps one entry per address seen (about 50
-/// bytes each: 50 MB for a million rows).
+/// duplicate address, so it keeps one small entry per address seen
+/// (see [`crate::compose::recipients::Duplicates`]).
 pub struct GalleryData<W: Write> {
     out: W,
     path: PathBuf,
