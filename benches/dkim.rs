@@ -51,6 +51,7 @@ fn letter() -> Vec<u8> {
         template: Path::new(ROOT).join("templates/weremember.mjml"),
         recipients: format!("{ROOT}/recipients.example.csv"),
         delimiter: None,
+        limits: Default::default(),
     };
     let (campaign, mut recipients) = source.open().unwrap();
     let row = recipients.next_row().unwrap().unwrap().unwrap();

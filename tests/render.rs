@@ -415,6 +415,46 @@ fn ragged_and_non_utf8_rows_are_rejected_with_their_line_and_the_rest_rendered()
 }
 
 #[test]
+fn an_oversized_value_rejects_its_row_unless_the_limits_are_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    // 200 KB of words: over the 64K value limit, and once that is raised,
+    // over the 64K header limit (the name is in To and Subject).
+    let big = "word ".repeat(40 * 1024);
+    let csv = format!("email,name\na@example.org,Al\nb@example.org,{big}\nc@example.org,Cy\n");
+    let (r, out) = render_small(dir.path(), csv.as_bytes(), &[]);
+    r.expect_code(3);
+    assert!(
+        r.stderr.contains(
+            "r.csv:3: error: row 2, column `name`: holds a value of 204800 bytes, \
+             more than the limit of 64K"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(out.join("0001-a_example.org.eml").exists());
+    assert!(out.join("0003-c_example.org.eml").exists());
+    assert!(!out.join("0002-b_example.org.eml").exists());
+    assert!(r.stdout.contains("rendered 2 of 3 letters"), "{}", r.stdout);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = render_small(dir.path(), csv.as_bytes(), &["--max-value-size", "1M"]);
+    r.expect_code(3);
+    assert!(
+        r.stderr
+            .contains("r.csv:3: error: row 2: its letter's headers take"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--max-header-size"), "{}", r.stderr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let raised = ["--max-value-size", "1M", "--max-header-size", "2M"];
+    let (r, out) = render_small(dir.path(), csv.as_bytes(), &raised);
+    r.expect_code(0);
+    assert!(out.join("0002-b_example.org.eml").exists());
+}
+
+#[test]
 fn an_address_that_looks_like_a_path_never_leaves_the_folder() {
     let dir = tempfile::tempdir().unwrap();
     let csv =

@@ -1105,7 +1105,17 @@ fn sendmail_letter_postfix_cannot_queue_stops_the_run_and_a_rerun_resumes() {
         SMALL_TEMPLATE.replace("Dear {{name}},", "Dear {{name}}, {{note}}"),
     )
     .unwrap();
-    let args = ["--json", "--retries", "1", "--concurrency", "1"];
+    // The note is over letterpress's own 64K value limit: raised, so that
+    // Postfix is the one to refuse the letter.
+    let args = [
+        "--json",
+        "--retries",
+        "1",
+        "--concurrency",
+        "1",
+        "--max-value-size",
+        "1M",
+    ];
     let r = c.sendmail(&postfix.sendmail(), &postfix.env(), &args);
     r.expect_code(1);
     let s = summary(&r);

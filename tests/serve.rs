@@ -198,6 +198,63 @@ fn serve_follows_edits_to_an_included_file() {
     });
 }
 
+/// The status code of a raw HTTP answer.
+fn status_of(stream: &mut TcpStream) -> Option<u16> {
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+}
+
+#[test]
+fn serve_refuses_a_huge_request_head_and_caps_its_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv) = campaign(dir.path());
+    let server = serve(&t, &csv);
+    let port = server.port;
+
+    // A 20 KB header: refused with 431, not buffered.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let big = "a".repeat(20 * 1024);
+    let _ = write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Big: {big}\r\n\r\n"
+    );
+    assert_eq!(status_of(&mut s), Some(431));
+    assert_eq!(get(port, "/").0, 200);
+
+    // Eight idle connections hold every worker: a ninth request waits…
+    let idle: Vec<TcpStream> = (0..8)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut ninth = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        ninth,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    ninth
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut first = [0u8; 1];
+    let early = ninth.read(&mut first);
+    assert!(
+        early.is_err(),
+        "a ninth connection was answered while eight were open: {early:?}"
+    );
+    // … until one of them goes away.
+    drop(idle);
+    ninth
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(ninth.read(&mut first).unwrap(), 1);
+    assert_eq!(first[0], b'H');
+}
+
 #[test]
 fn serve_listens_on_127_0_0_1_only_and_says_so() {
     let dir = tempfile::tempdir().unwrap();

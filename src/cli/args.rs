@@ -55,6 +55,22 @@ pub struct Input {
     /// line when not given).
     #[arg(long, value_name = "CHAR")]
     pub delimiter: Option<String>,
+    /// Reject a row with a value longer than SIZE (bytes, or with K, M or G:
+    /// 64K, 1M).
+    #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = size)]
+    pub max_value_size: usize,
+    /// Reject a row whose letter has a header block longer than SIZE
+    /// (Postfix refuses more than 100K, relays add headers on the way).
+    #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = size)]
+    pub max_header_size: usize,
+    /// Reject a row whose whole letter is longer than SIZE (many relays
+    /// refuse more than 10M).
+    #[arg(long, value_name = "SIZE", default_value = "10M", value_parser = size)]
+    pub max_message_size: usize,
+}
+
+fn size(s: &str) -> Result<usize, String> {
+    crate::compose::recipients::parse_size(s)
 }
 
 #[derive(Debug, Args)]

@@ -172,8 +172,12 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
 /// `letterpress check`.
 pub fn check(config: &CheckConfig) -> Result<u8> {
     let source = &config.source;
-    let report =
-        crate::compose::check::check(&source.template, &source.recipients, source.delimiter);
+    let report = crate::compose::check::check(
+        &source.template,
+        &source.recipients,
+        source.delimiter,
+        source.limits,
+    );
     let mut out = std::io::stdout().lock();
     if config.json {
         let _ = serde_json::to_writer_pretty(&mut out, &report);
@@ -204,13 +208,16 @@ fn reopener(source: &Source) -> Result<impl Fn() -> Result<Recipients> + '_> {
     } else {
         None
     };
-    Ok(move || match &stdin {
-        Some(bytes) => Recipients::from_reader(
-            "<stdin>".into(),
-            Box::new(std::io::Cursor::new(bytes.as_ref().clone())),
-            source.delimiter,
-        ),
-        None => Recipients::open(&source.recipients, source.delimiter),
+    Ok(move || {
+        let rows = match &stdin {
+            Some(bytes) => Recipients::from_reader(
+                "<stdin>".into(),
+                Box::new(std::io::Cursor::new(bytes.as_ref().clone())),
+                source.delimiter,
+            ),
+            None => Recipients::open(&source.recipients, source.delimiter),
+        };
+        rows.map(|r| r.limited(source.limits.value))
     })
 }
 
@@ -239,7 +246,7 @@ fn compile_for_send(
     let template = TemplateFile::load(&source.template)?;
     let mut first = reopen()?;
     let csv_name = first.name().to_string();
-    let campaign = Campaign::compile(template, first.columns(), &csv_name)?;
+    let campaign = Campaign::compile(template, first.columns(), &csv_name)?.limited(source.limits);
     let mut from_domain = None;
     let mut n = 0;
     while n < 3 {

@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::cli::args::{CheckArgs, Input, RenderArgs, SendArgs, ServeArgs, StatusArgs};
+use crate::compose::recipients::Limits;
 use crate::deliver::run::Clock;
 use crate::deliver::sink::Formats;
 use crate::error::{Error, Result};
@@ -150,6 +151,11 @@ impl Source {
             template: input.template.clone(),
             recipients: input.recipients.clone(),
             delimiter,
+            limits: Limits {
+                value: input.max_value_size,
+                header: input.max_header_size,
+                message: input.max_message_size,
+            },
         })
     }
 }

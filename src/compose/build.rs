@@ -10,7 +10,7 @@
 
 use crate::compose::campaign::{Campaign, Letter};
 use crate::compose::message;
-use crate::compose::recipients::Recipient;
+use crate::compose::recipients::{show_size, Limits, Recipient};
 use crate::compose::stamp::{Clock, Stamp};
 use crate::report::{Problem, Severity};
 
@@ -100,8 +100,42 @@ impl<'a> Builder<'a> {
             Some(s) => s.sign(&eml, self.now),
             None => eml,
         };
+        if let Some(message) = oversized(&eml, self.campaign.limits()) {
+            return Err(
+                Problem::new(Severity::Error, self.campaign.csv_name(), message)
+                    .at_line(letter.line)
+                    .at_row(letter.row),
+            );
+        }
         Ok(Built { letter, stamp, eml })
     }
+}
+
+/// Why `eml` is too big to hand to a mail server, if it is: relays refuse
+/// a header block or a message over their limits, often only after the
+/// whole letter was sent to them.
+fn oversized(eml: &[u8], limits: Limits) -> Option<String> {
+    let header = eml
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(eml.len(), |i| i + 2);
+    if header > limits.header {
+        return Some(format!(
+            "its letter's headers take {header} bytes, more than the limit of {}; \
+             shorten the values merged into the headers, or raise the limit with \
+             --max-header-size",
+            show_size(limits.header)
+        ));
+    }
+    if eml.len() > limits.message {
+        return Some(format!(
+            "its letter takes {} bytes, more than the limit of {}; shorten the values \
+             merged into it, or raise the limit with --max-message-size",
+            eml.len(),
+            show_size(limits.message)
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -165,5 +199,36 @@ mod tests {
         let p = Builder::new(&c, Clock::Fixed(0), 0).build(&r).unwrap_err();
         assert_eq!((p.row, p.line), (Some(1), Some(2)));
         assert!(p.message.contains("Subject header"), "{}", p.message);
+    }
+
+    #[test]
+    fn a_letter_over_the_header_or_message_limit_is_a_located_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        // Folded words: a long name the Subject header can carry.
+        let name = "word ".repeat(400);
+        let csv = format!("email,name\nann@x.org,{name}\nbo@x.org,Bo\n");
+        let (c, mut rows) = campaign(dir.path(), &csv);
+        let big = rows.next_row().unwrap().unwrap().unwrap();
+        let small = rows.next_row().unwrap().unwrap().unwrap();
+        let limits = Limits {
+            header: 1024,
+            ..Limits::default()
+        };
+        let c = c.limited(limits);
+        let b = Builder::new(&c, Clock::Fixed(0), 0);
+        let p = b.build(&big).unwrap_err();
+        assert_eq!((p.row, p.line), (Some(1), Some(2)));
+        assert!(p.message.contains("--max-header-size"), "{}", p.message);
+        assert!(b.build(&small).is_ok());
+
+        let c = c.limited(Limits {
+            message: 2048,
+            ..limits
+        });
+        let p = Builder::new(&c, Clock::Fixed(0), 0)
+            .build(&small)
+            .unwrap_err();
+        assert_eq!(p.row, Some(2));
+        assert!(p.message.contains("--max-message-size"), "{}", p.message);
     }
 }

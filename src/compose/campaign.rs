@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use handlebars::{Context, Handlebars};
 
 use crate::compose::message::{Mailbox, Parts};
-use crate::compose::recipients::{Columns, Recipient};
+use crate::compose::recipients::{Columns, Limits, Recipient};
 use crate::compose::template::{include_root, TemplateFile, Variable};
 use crate::compose::text;
 use crate::error::{Error, Result};
@@ -22,6 +22,8 @@ pub struct Source {
     pub template: std::path::PathBuf,
     pub recipients: String,
     pub delimiter: Option<u8>,
+    /// How big a value, a header block and a message may be.
+    pub limits: Limits,
 }
 
 impl Source {
@@ -30,9 +32,11 @@ impl Source {
     pub fn open(&self) -> Result<(Campaign, crate::compose::recipients::Recipients)> {
         let template = TemplateFile::load(&self.template)?;
         let recipients =
-            crate::compose::recipients::Recipients::open(&self.recipients, self.delimiter)?;
+            crate::compose::recipients::Recipients::open(&self.recipients, self.delimiter)?
+                .limited(self.limits.value);
         let name = recipients.name().to_string();
-        let campaign = Campaign::compile(template, recipients.columns(), &name)?;
+        let campaign =
+            Campaign::compile(template, recipients.columns(), &name)?.limited(self.limits);
         Ok((campaign, recipients))
     }
 }
@@ -59,6 +63,8 @@ pub struct Campaign {
     hash: u128,
     /// The recipients file's name, for problems.
     csv: String,
+    /// Checked by the build step ([`crate::compose::build::Builder::build`]).
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Campaign {
@@ -410,7 +416,17 @@ impl Campaign {
             used,
             hash,
             csv: csv.to_string(),
+            limits: Limits::default(),
         })
+    }
+
+    /// The campaign with other size limits than the defaults.
+    pub fn limited(self, limits: Limits) -> Campaign {
+        Campaign { limits, ..self }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The recipients file's name, as used in problems.

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::compose::build::{Builder, Built};
 use crate::compose::campaign::{missing_variables, Campaign};
-use crate::compose::recipients::{Duplicates, Recipients};
+use crate::compose::recipients::{Duplicates, Limits, Recipients};
 use crate::compose::stamp::Clock;
 use crate::compose::template::TemplateFile;
 use crate::error::Error;
@@ -101,7 +101,12 @@ fn problem_of(e: &Error) -> Problem {
 }
 
 /// Checks `template` against `recipients` and reports every problem found.
-pub fn check(template: &Path, recipients: &str, delimiter: Option<u8>) -> CheckReport {
+pub fn check(
+    template: &Path,
+    recipients: &str,
+    delimiter: Option<u8>,
+    limits: Limits,
+) -> CheckReport {
     let mut report = CheckReport::default();
     let template = match TemplateFile::load(template) {
         Ok(t) => Some(t),
@@ -111,7 +116,7 @@ pub fn check(template: &Path, recipients: &str, delimiter: Option<u8>) -> CheckR
         }
     };
     let mut rows = match Recipients::open(recipients, delimiter) {
-        Ok(r) => r,
+        Ok(r) => r.limited(limits.value),
         Err(e) => {
             report.fatal(&e);
             return report;
@@ -137,6 +142,7 @@ pub fn check(template: &Path, recipients: &str, delimiter: Option<u8>) -> CheckR
             Ok(missing) if !missing.is_empty() => missing.iter().for_each(|e| report.fatal(e)),
             Ok(_) => match Campaign::compile(t, &columns, &csv) {
                 Ok(c) => {
+                    let c = c.limited(limits);
                     for col in c.unused_columns(&columns) {
                         report.push(
                             Problem::new(

@@ -10,6 +10,68 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::report::{Problem, Severity};
 
+/// How big a row may make a letter. A value is checked as it is read, before
+/// any merge, so one huge field cannot multiply into a huge letter; the
+/// header block and the whole message are checked by the build step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of one CSV value (`--max-value-size`).
+    pub value: usize,
+    /// Bytes of a letter's header block (`--max-header-size`).
+    pub header: usize,
+    /// Bytes of a whole letter, signed (`--max-message-size`).
+    pub message: usize,
+}
+
+impl Default for Limits {
+    /// 64 KiB a value; 64 KiB of headers, which leaves room under Postfix's
+    /// `header_size_limit` (102400) for the Received and DKIM headers relays
+    /// add on the way; 10 MiB a message, the limit of many relays.
+    fn default() -> Limits {
+        Limits {
+            value: 64 * 1024,
+            header: 64 * 1024,
+            message: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// A size as the options take it: bytes, or with a `K`, `M` or `G` suffix
+/// (powers of 1024).
+pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(format!("`{s}` is not a size; write e.g. 65536, 64K or 10M")),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size; write e.g. 65536, 64K or 10M"))?;
+    match n.checked_mul(1 << shift) {
+        Some(0) => Err("a size limit must be more than 0".into()),
+        Some(v) => Ok(v),
+        None => Err(format!("`{s}` is too large")),
+    }
+}
+
+/// A size for messages: `64K` for 65536, else bytes.
+pub fn show_size(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{}M", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{}K", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
 /// The column names of a contact list, with a name -> position index.
 #[derive(Debug)]
 pub struct Columns {
@@ -75,6 +137,8 @@ pub struct Recipients {
     columns: Arc<Columns>,
     delimiter: u8,
     record: csv::ByteRecord,
+    /// The most bytes one value may hold ([`Limits::value`]).
+    max_value: usize,
     row: usize,
     /// csv reports a record's line one too low in CRLF files (it starts the
     /// record before the `\n` of the previous terminator).
@@ -165,9 +229,15 @@ impl Recipients {
             columns: Arc::new(columns),
             delimiter,
             record: csv::ByteRecord::new(),
+            max_value: Limits::default().value,
             row: 0,
             line_fix,
         })
+    }
+
+    /// Rejects a row holding a value longer than `max_value` bytes.
+    pub fn limited(self, max_value: usize) -> Recipients {
+        Recipients { max_value, ..self }
     }
 
     /// The name used in messages: the path, or `<stdin>`.
@@ -229,6 +299,19 @@ impl Recipients {
             )));
         }
         let mut fields = Vec::with_capacity(self.record.len());
+        // Before any copy: a huge value is refused while it costs only the
+        // record csv read it into.
+        for (i, raw) in self.record.iter().enumerate() {
+            if raw.len() > self.max_value {
+                return Err(problem(format!(
+                    "holds a value of {} bytes, more than the limit of {}; shorten it, \
+                     or raise the limit with --max-value-size",
+                    raw.len(),
+                    show_size(self.max_value),
+                ))
+                .in_column(self.columns.names[i].clone()));
+            }
+        }
         for (i, raw) in self.record.iter().enumerate() {
             match std::str::from_utf8(raw) {
                 Ok(s) => fields.push(s.to_string()),
@@ -446,6 +529,37 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no name"));
+    }
+
+    #[test]
+    fn a_value_over_the_limit_rejects_its_row_with_line_and_column() {
+        let data = format!("email,name\na@x.org,{}\nb@x.org,Bo\n", "n".repeat(101));
+        let mut r = Recipients::from_reader(
+            "t.csv".into(),
+            Box::new(std::io::Cursor::new(data.into_bytes())),
+            None,
+        )
+        .unwrap()
+        .limited(100);
+        let big = r.next_row().unwrap().unwrap().unwrap_err();
+        assert_eq!((big.line, big.row), (Some(2), Some(1)));
+        assert_eq!(big.column.as_deref(), Some("name"));
+        assert!(big.message.contains("101 bytes"), "{}", big.message);
+        assert!(big.message.contains("--max-value-size"));
+        assert!(r.next_row().unwrap().unwrap().is_ok());
+    }
+
+    #[test]
+    fn sizes_take_k_m_g() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("10m"), Ok(10 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5T").is_err());
+        assert_eq!(show_size(64 * 1024), "64K");
+        assert_eq!(show_size(100), "100 bytes");
     }
 
     #[test]

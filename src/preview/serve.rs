@@ -8,10 +8,16 @@
 //! platform notification crate: a few files, four checks a second). The
 //! included files are found again on every check, so an include added to
 //! the template is watched from then on.
-//! Requests are served by `tiny_http`, one thread each, so a waiting poll
-//! does not hold up the page.
+//! HTTP is served here, not by a crate: `tiny_http` buffers a request head
+//! of any size and starts a thread per connection. A fixed pool of
+//! [`WORKERS`] threads each accepts and answers one connection at a time
+//! (more wait in the kernel's queue), and a request head is read into at
+//! most [`MAX_HEAD`] bytes. Only a few GETs are answered, each on a
+//! connection of its own.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
@@ -30,6 +36,15 @@ const POLL: Duration = Duration::from_millis(250);
 const WAIT: Duration = Duration::from_secs(25);
 /// The path the page long-polls (`?v=VERSION`).
 const WAIT_PATH: &str = "/__letterpress/wait";
+/// Connections served at once. A page holds one in its long poll; the rest
+/// are quick. A ninth waits in the kernel's accept queue.
+const WORKERS: usize = 8;
+/// The most bytes of a request line and headers; more is answered with 431
+/// without being held.
+const MAX_HEAD: usize = 16 * 1024;
+/// How long a client may take to send its request head (or read the
+/// answer) before its worker is free again.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Keeps each letter's `.html` and `.txt` in memory, under the names a
 /// file render would give them.
@@ -157,11 +172,11 @@ fn rerender(shared: &Shared, source: &Source, clock: Clock) {
 /// `letterpress serve`. Runs until the process is stopped.
 pub fn serve(source: &Source, port: u16, clock: Clock) -> Result<u8> {
     let addr = format!("127.0.0.1:{port}");
-    let server = tiny_http::Server::http(&addr).map_err(|source| Error::Listen {
+    let listener = TcpListener::bind(&addr).map_err(|source| Error::Listen {
         addr: addr.clone(),
-        source,
+        source: Box::new(source),
     })?;
-    let bound = server.server_addr().to_ip().map_or(addr, |a| a.to_string());
+    let bound = listener.local_addr().map_or(addr, |a| a.to_string());
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             version: 0,
@@ -195,9 +210,24 @@ pub fn serve(source: &Source, port: u16, clock: Clock) -> Result<u8> {
         }
     });
 
-    for request in server.incoming_requests() {
-        let shared = Arc::clone(&shared);
-        std::thread::spawn(move || respond(request, &shared));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let listener = listener.try_clone().map_err(|source| Error::Listen {
+                addr: bound.clone(),
+                source: Box::new(source),
+            })?;
+            let shared = Arc::clone(&shared);
+            Ok(std::thread::spawn(move || loop {
+                // A failed accept (a connection reset while queued, too
+                // many open files) is that connection's problem only.
+                if let Ok((stream, _)) = listener.accept() {
+                    connection(stream, &shared);
+                }
+            }))
+        })
+        .collect::<Result<_>>()?;
+    for worker in workers {
+        let _ = worker.join();
     }
     Ok(crate::exit::OK)
 }
@@ -205,13 +235,8 @@ pub fn serve(source: &Source, port: u16, clock: Clock) -> Result<u8> {
 /// Whether the request names this machine in its `Host` header. A web page
 /// elsewhere could otherwise point a name of its own at 127.0.0.1 (DNS
 /// rebinding) and read the letters, addresses and all, through the browser.
-fn local_host(request: &tiny_http::Request) -> bool {
-    let Some(host) = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Host"))
-        .map(|h| h.value.as_str())
-    else {
+fn local_host(host: Option<&str>) -> bool {
+    let Some(host) = host else {
         return false;
     };
     let name = match host.rsplit_once(':') {
@@ -221,19 +246,108 @@ fn local_host(request: &tiny_http::Request) -> bool {
     matches!(name, "127.0.0.1" | "localhost")
 }
 
-fn respond(request: tiny_http::Request, shared: &Shared) {
-    let url = request.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let reply = |body: Vec<u8>, status: u16, kind: &str| {
-        tiny_http::Response::from_data(body)
-            .with_status_code(status)
-            .with_header(tiny_http::Header::from_bytes("Content-Type", kind).expect("ASCII header"))
-            .with_header(
-                tiny_http::Header::from_bytes("Cache-Control", "no-store").expect("ASCII header"),
-            )
+/// A request's head: what is needed to answer it.
+#[derive(Debug, PartialEq)]
+struct Head {
+    target: String,
+    host: Option<String>,
+}
+
+/// Reads a request head of at most `limit` bytes: `Ok(None)` when the
+/// client went away first, `Err(status)` for a head too large (431) or
+/// not HTTP (400).
+fn read_head(stream: &mut impl Read, limit: usize) -> std::io::Result<Option<Result<Head, u16>>> {
+    let mut buf = vec![0; limit];
+    let mut len = 0;
+    let end = loop {
+        if let Some(i) = buf[..len].windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        if len == limit {
+            return Ok(Some(Err(431)));
+        }
+        match stream.read(&mut buf[len..])? {
+            0 => return Ok(None),
+            n => len += n,
+        }
     };
-    let response = match path {
-        _ if !local_host(&request) => reply(
+    let Ok(head) = std::str::from_utf8(&buf[..end]) else {
+        return Ok(Some(Err(400)));
+    };
+    let mut lines = head.split("\r\n");
+    let mut request = lines.next().unwrap_or("").split(' ');
+    let (Some(_method), Some(target), Some(version)) =
+        (request.next(), request.next(), request.next())
+    else {
+        return Ok(Some(Err(400)));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Ok(Some(Err(400)));
+    }
+    let host = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("host"))
+        .map(|(_, value)| value.trim().to_string());
+    Ok(Some(Ok(Head {
+        target: target.to_string(),
+        host,
+    })))
+}
+
+/// Serves one connection: one request, one answer, then closed.
+fn connection(mut stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let (status, kind, body) = match read_head(&mut stream, MAX_HEAD) {
+        Ok(Some(Ok(head))) => respond(&head, shared),
+        Ok(Some(Err(431))) => (
+            431,
+            "text/plain; charset=utf-8",
+            format!("the request's headers are over {} KB", MAX_HEAD / 1024).into_bytes(),
+        ),
+        Ok(Some(Err(status))) => (
+            status,
+            "text/plain; charset=utf-8",
+            b"not an HTTP request".to_vec(),
+        ),
+        // Gone, or too slow: nobody to answer.
+        Ok(None) | Err(_) => return,
+    };
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        431 => "Request Header Fields Too Large",
+        _ => "",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    // The page may be gone (reloaded, closed): nothing to do about it.
+    if stream.write_all(head.as_bytes()).is_err() || stream.write_all(&body).is_err() {
+        return;
+    }
+    // Closing with unread bytes (the rest of a refused head) would reset
+    // the connection and could lose the answer: take a little of them
+    // first, briefly.
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = std::io::copy(
+        &mut (&mut stream).take(MAX_HEAD as u64 * 4),
+        &mut std::io::sink(),
+    );
+}
+
+/// The answer to a request: status, content type and body.
+fn respond(request: &Head, shared: &Shared) -> (u16, &'static str, Vec<u8>) {
+    let url = request.target.as_str();
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let reply = |body: Vec<u8>, status: u16, kind: &'static str| (status, kind, body);
+    match path {
+        _ if !local_host(request.host.as_deref()) => reply(
             b"this server answers only requests addressed to 127.0.0.1 or localhost".to_vec(),
             403,
             "text/plain; charset=utf-8",
@@ -277,7 +391,30 @@ fn respond(request: tiny_http::Request, shared: &Shared) {
                 None => reply(b"not found".to_vec(), 404, "text/plain; charset=utf-8"),
             }
         }
-    };
-    // The page may be gone (reloaded, closed): nothing to do about it.
-    let _ = request.respond(response);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_head_is_read_within_its_limit() {
+        let ok = b"GET /a?v=1 HTTP/1.1\r\nhost: localhost:8025\r\n\r\n";
+        let head = read_head(&mut &ok[..], 64).unwrap().unwrap().unwrap();
+        assert_eq!(head.target, "/a?v=1");
+        assert_eq!(head.host.as_deref(), Some("localhost:8025"));
+        assert!(local_host(head.host.as_deref()));
+        // One byte over the limit is refused without reading on.
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(100));
+        assert_eq!(
+            read_head(&mut big.as_bytes(), 64).unwrap().unwrap(),
+            Err(431)
+        );
+        assert_eq!(
+            read_head(&mut &b"hello\r\n\r\n"[..], 64).unwrap().unwrap(),
+            Err(400)
+        );
+        assert_eq!(read_head(&mut &b"GET / HT"[..], 64).unwrap(), None);
+    }
 }
