@@ -518,10 +518,10 @@ fn template_errors_are_fatal_and_name_the_line() {
             SMALL_TEMPLATE.replace("Dear {{name}}", "Dear {{name}"),
             "t.mjml:9: Handlebars syntax error",
         ),
-        // An unclosed block is noticed where the template ends.
+        // An unclosed block is named where it opens, not past the end.
         (
             SMALL_TEMPLATE.replace("Dear {{name}}", "Dear {{#if name}}"),
-            "t.mjml:13: Handlebars syntax error",
+            "t.mjml:9: Handlebars syntax error: the block `{{#if}}` opened on this line is not closed",
         ),
         (
             SMALL_TEMPLATE.replace("Dear {{name}}", "Dear {{nmae}}"),

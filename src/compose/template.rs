@@ -542,6 +542,17 @@ fn canonical_header(name: &str) -> std::result::Result<String, String> {
 /// Parses a Handlebars template, giving a syntax error as (line, message).
 pub(crate) fn compile(source: &str) -> std::result::Result<Template, (usize, String)> {
     Template::compile(source).map_err(|e| {
+        // Handlebars reports an unclosed block as a raw parser dump at the
+        // end of the input, past the last line: name where it opens instead.
+        if let Some((line, name)) = scan_nesting(source).unclosed {
+            return (
+                line,
+                format!(
+                    "Handlebars syntax error: the block `{{{{#{name}}}}}` opened on this line \
+                     is not closed; add `{{{{/{name}}}}}` where it ends"
+                ),
+            );
+        }
         let line = e.pos().map_or(1, |(l, _)| l);
         (line, format!("Handlebars syntax error: {}", e.reason()))
     })
@@ -647,8 +658,11 @@ mod tests {
             parse("From: a@x.org\nSubject: x\n\n<mjml>\n<mj-body>\n{{#if x}}\n</mj-body></mjml>\n")
                 .unwrap();
         let e = t.variables().unwrap_err().to_string();
-        assert!(e.starts_with("t.mjml:"), "{e}");
-        assert!(e.contains("Handlebars"), "{e}");
+        assert!(e.starts_with("t.mjml:6: Handlebars syntax error"), "{e}");
+        assert!(
+            e.contains("`{{#if}}` opened on this line is not closed"),
+            "{e}"
+        );
     }
 
     #[test]
