@@ -794,3 +794,18 @@ fn nesting_up_to_the_limits_renders() {
         std::fs::remove_dir_all(dir.path().join("o")).unwrap();
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn a_dangling_out_symlink_is_named_a_broken_link() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("o")).unwrap();
+    let (r, _) = render_small(dir.path(), b"email,name\na@example.org,Ann\n", &[]);
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("o: it is a broken symbolic link (to ")
+            && !r.stderr.contains("File exists"),
+        "{}",
+        r.stderr
+    );
+}
