@@ -307,3 +307,20 @@ fn gallery_10k_opens_quickly() {
         assert!(rows.as_u64().unwrap() < 60);
     }
 }
+
+#[test]
+fn a_malformed_escape_in_the_address_still_lists_the_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = render_gallery(dir.path(), &example_template(), &example_csv(), &[]);
+    let mut b = Browser::start(1000, 800);
+    b.open(&format!("file://{}/index.html#q=%E0%A4%A", out.display()));
+    // The raw text is the filter: no letter matches it, but the page runs.
+    b.wait_for(
+        "document.getElementById('count').textContent === '0 of 12 letters'",
+        "the count with the raw filter text",
+    );
+    assert_eq!(
+        b.eval("document.getElementById('filter').value"),
+        "%E0%A4%A"
+    );
+}
