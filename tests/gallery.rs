@@ -80,7 +80,7 @@ fn rejected_rows_and_duplicates_are_listed_in_the_gallery_in_row_order() {
         "email,name\nann@example.org,Ann\nnot-an-address,Bob\ncy@example.org,Cy\nAnn@Example.org,Ann\n",
     );
     let out = dir.path().join("out");
-    run(
+    let r = run(
         &[
             "render",
             t.to_str().unwrap(),
@@ -89,8 +89,22 @@ fn rejected_rows_and_duplicates_are_listed_in_the_gallery_in_row_order() {
             out.to_str().unwrap(),
         ],
         None,
-    )
-    .expect_code(3);
+    );
+    r.expect_code(3);
+    // The summary and manifest.json count and list the duplicate too.
+    assert!(
+        r.stdout.contains("1 rows rejected, 1 warnings"),
+        "{}",
+        r.stdout
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["letters"][2]["warnings"],
+        serde_json::json!([
+            "`Ann@Example.org` is a duplicate of row 1 (line 2); it will be sent once"
+        ])
+    );
     let data = gallery_data(&out);
     let rows: Vec<_> = data["letters"]
         .as_array()
@@ -306,4 +320,21 @@ fn gallery_10k_opens_quickly() {
         );
         assert!(rows.as_u64().unwrap() < 60);
     }
+}
+
+#[test]
+fn a_malformed_escape_in_the_address_still_lists_the_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = render_gallery(dir.path(), &example_template(), &example_csv(), &[]);
+    let mut b = Browser::start(1000, 800);
+    b.open(&format!("file://{}/index.html#q=%E0%A4%A", out.display()));
+    // The raw text is the filter: no letter matches it, but the page runs.
+    b.wait_for(
+        "document.getElementById('count').textContent === '0 of 12 letters'",
+        "the count with the raw filter text",
+    );
+    assert_eq!(
+        b.eval("document.getElementById('filter').value"),
+        "%E0%A4%A"
+    );
 }

@@ -558,10 +558,10 @@ fn template_errors_are_fatal_and_name_the_line() {
             SMALL_TEMPLATE.replace("Dear {{name}}", "Dear {{name}"),
             "t.mjml:9: Handlebars syntax error",
         ),
-        // An unclosed block is noticed where the template ends.
+        // An unclosed block is named where it opens, not past the end.
         (
             SMALL_TEMPLATE.replace("Dear {{name}}", "Dear {{#if name}}"),
-            "t.mjml:13: Handlebars syntax error",
+            "t.mjml:9: Handlebars syntax error: the block `{{#if}}` opened on this line is not closed",
         ),
         (
             SMALL_TEMPLATE.replace("Dear {{name}}", "Dear {{nmae}}"),
@@ -814,4 +814,93 @@ fn a_variable_of_an_included_file_must_be_a_column_too() {
         r.stderr
     );
     assert!(!out.exists());
+}
+
+/// `SMALL_TEMPLATE` with `inner` in place of `Dear {{name}},` (in mj-text).
+fn small_with_text(inner: &str) -> String {
+    SMALL_TEMPLATE.replace("Dear {{name}},", inner)
+}
+
+fn render_template(dir: &std::path::Path, template: &str) -> Output {
+    let t = write(dir, "t.mjml", template);
+    let csv = write(dir, "r.csv", "email,name\na@example.org,Ann\n");
+    run(
+        &[
+            "render".as_ref(),
+            t.as_os_str(),
+            csv.as_os_str(),
+            "--out".as_ref(),
+            dir.join("o").as_os_str(),
+        ],
+        None,
+    )
+}
+
+#[test]
+fn deep_nesting_is_a_template_error_not_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000;
+    let divs = format!("{}x{}", "<div>".repeat(n), "</div>".repeat(n));
+    let n = 20_000;
+    let wrappers = SMALL_TEMPLATE.replace(
+        "<mj-section>",
+        &format!("{}<mj-section>", "<mj-wrapper>\n".repeat(n)),
+    );
+    let wrappers = wrappers.replace(
+        "</mj-section>",
+        &format!("</mj-section>{}", "</mj-wrapper>".repeat(n)),
+    );
+    let n = 5_000;
+    let ifs = format!("{}x{}", "{{#if name}}\n".repeat(n), "{{/if}}".repeat(n));
+    let cases = [
+        (
+            small_with_text(&divs),
+            "t.mjml:9: elements nest more than 500",
+        ),
+        // mjml and mj-body, then wrapper k on line 7 + k: the 501st level is on 506.
+        (wrappers, "t.mjml:506: elements nest more than 500"),
+        (
+            small_with_text(&ifs),
+            "t.mjml:209: Handlebars blocks nest more than 200",
+        ),
+    ];
+    for (template, expected) in cases {
+        let r = render_template(dir.path(), &template);
+        r.expect_code(1);
+        assert!(
+            r.stderr.contains(expected),
+            "expected `{expected}` in {}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn nesting_up_to_the_limits_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    // mjml, mj-body, mj-section, mj-column, mj-text: 5 levels around it.
+    let n = 495;
+    let divs = format!("{}x{}", "<div>".repeat(n), "</div>".repeat(n));
+    let n = 200;
+    let ifs = format!("{}Dear{}", "{{#if name}}".repeat(n), "{{/if}}".repeat(n));
+    for template in [small_with_text(&divs), small_with_text(&ifs)] {
+        let out = render_template(dir.path(), &template);
+        out.expect_code(0);
+        std::fs::remove_dir_all(dir.path().join("o")).unwrap();
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_dangling_out_symlink_is_named_a_broken_link() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("o")).unwrap();
+    let (r, _) = render_small(dir.path(), b"email,name\na@example.org,Ann\n", &[]);
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("o: it is a broken symbolic link (to ")
+            && !r.stderr.contains("File exists"),
+        "{}",
+        r.stderr
+    );
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::report::{Problem, Severity};
@@ -140,6 +140,12 @@ pub struct Recipients {
     /// The most bytes one value may hold ([`Limits::value`]).
     max_value: usize,
     row: usize,
+    /// The raw bytes csv has pulled from the input and not yet parsed past,
+    /// starting at stream offset `raw_base`: csv silently accepts text after
+    /// a closing quote (`"Ann"x"` reads as `Annx"`), so rows are checked
+    /// against their raw bytes.
+    raw: Arc<Mutex<Vec<u8>>>,
+    raw_base: u64,
     /// csv reports a record's line one too low in CRLF files (it starts the
     /// record before the `\n` of the previous terminator).
     line_fix: u64,
@@ -183,6 +189,11 @@ impl Recipients {
         input: Box<dyn Read + Send>,
         delimiter: Option<u8>,
     ) -> Result<Self> {
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let input = Box::new(Tap {
+            inner: input,
+            raw: Arc::clone(&raw),
+        });
         let mut buffered = BufReader::with_capacity(64 * 1024, input);
         let head = buffered.fill_buf().map_err(|source| Error::Read {
             path: name.clone().into(),
@@ -231,6 +242,8 @@ impl Recipients {
             record: csv::ByteRecord::new(),
             max_value: Limits::default().value,
             row: 0,
+            raw,
+            raw_base: 0,
             line_fix,
         })
     }
@@ -273,14 +286,52 @@ impl Recipients {
             if !more {
                 return Ok(None);
             }
+            let raw = self.take_raw();
             // A blank line (Excel leaves them at the end) is not a contact.
             if self.record.len() == 1 && self.record[0].iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             self.row += 1;
             let line = self.record.position().map_or(0, |p| p.line()) + self.line_fix;
+            if let Some((index, at_line, column)) = stray_quote(&raw, self.delimiter) {
+                let problem = Problem::new(
+                    Severity::Error,
+                    self.name.clone(),
+                    format!(
+                        "malformed quoting at line {}, column {column}: text follows the \
+                         closing `\"` of a quoted value; double a `\"` inside one (`\"\"`)",
+                        line + at_line
+                    ),
+                )
+                .at_line(line)
+                .at_row(self.row);
+                let problem = match self.columns.names.get(index) {
+                    Some(name) => problem.in_column(name.clone()),
+                    None => problem,
+                };
+                return Ok(Some(Err(problem)));
+            }
             return Ok(Some(self.convert(line)));
         }
+    }
+
+    /// The raw bytes of the record just read, dropping them from the tap.
+    fn take_raw(&mut self) -> Vec<u8> {
+        let start = self.record.position().map_or(0, |p| p.byte());
+        let end = self.reader.position().byte();
+        let mut buf = self.raw.lock().unwrap_or_else(|e| e.into_inner());
+        let at = |pos: u64| {
+            usize::try_from(pos.saturating_sub(self.raw_base))
+                .map_or(buf.len(), |p| p.min(buf.len()))
+        };
+        let (from, to) = (at(start), at(end));
+        let record = buf[from..to.max(from)].to_vec();
+        // Draining in large steps keeps a million rows linear.
+        if to >= 64 * 1024 || to == buf.len() {
+            buf.drain(..to);
+            self.raw_base += to as u64;
+        }
+        record
     }
 
     fn convert(&self, line: u64) -> std::result::Result<Recipient, Problem> {
@@ -332,6 +383,74 @@ impl Recipients {
             fields,
         })
     }
+}
+
+/// Copies what the csv reader reads, so a record's raw bytes can be checked.
+struct Tap {
+    inner: Box<dyn Read + Send>,
+    raw: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Read for Tap {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.raw
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Where a quoted value in one raw record is followed by text before the
+/// next delimiter: (field index, lines into the record, 1-based column).
+fn stray_quote(raw: &[u8], delimiter: u8) -> Option<(usize, u64, usize)> {
+    // csv may start a CRLF record at the `\n` of the previous terminator.
+    let skip = raw
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    let raw = &raw[skip..];
+    let (mut i, mut field) = (0, 0);
+    while i < raw.len() {
+        if raw[i] == b'"' {
+            i += 1;
+            loop {
+                match raw[i..].iter().position(|&b| b == b'"') {
+                    None => return None,
+                    Some(k) if raw.get(i + k + 1) == Some(&b'"') => i += k + 2,
+                    Some(k) => {
+                        i += k + 1;
+                        break;
+                    }
+                }
+            }
+            match raw.get(i) {
+                None | Some(b'\r' | b'\n') => return None,
+                Some(&b) if b == delimiter => {}
+                Some(_) => {
+                    let lines = raw[..i].iter().filter(|&&b| b == b'\n').count();
+                    let line_start = raw[..i]
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |p| p + 1);
+                    let column = String::from_utf8_lossy(&raw[line_start..i]).chars().count() + 1;
+                    return Some((field, lines as u64, column));
+                }
+            }
+        } else {
+            while i < raw.len() && raw[i] != delimiter && raw[i] != b'\n' && raw[i] != b'\r' {
+                i += 1;
+            }
+            if i >= raw.len() || raw[i] != delimiter {
+                return None;
+            }
+        }
+        // At a delimiter: the next field starts after it.
+        i += 1;
+        field += 1;
+    }
+    None
 }
 
 impl Iterator for Recipients {
@@ -516,6 +635,39 @@ mod tests {
         assert_eq!(latin1.column.as_deref(), Some("name"));
         assert!(latin1.message.contains("UTF-8"));
         assert!(rows[2].is_ok());
+    }
+
+    #[test]
+    fn text_after_a_closing_quote_is_malformed_quoting() {
+        let (_, rows) = read(
+            b"email,name\r\na@x.org,\"Ann\"x\"\r\nb@x.org,\"B\"\"o\"\"b\"\r\nc@x.org,\"C\nx\"y\r\n",
+        )
+        .unwrap();
+        let bad = rows[0].as_ref().unwrap_err();
+        assert_eq!(bad.line, Some(2));
+        assert_eq!(bad.column.as_deref(), Some("name"));
+        assert!(
+            bad.message
+                .contains("malformed quoting at line 2, column 14"),
+            "{}",
+            bad.message
+        );
+        assert_eq!(rows[1].as_ref().unwrap().get("name"), Some("B\"o\"b"));
+        // Past the tap's first drain (64 KiB) the offsets still line up.
+        let mut big = b"email,name\n".to_vec();
+        for i in 0..10_000 {
+            big.extend_from_slice(format!("a{i}@x.org,\"N, {i}\"\n").as_bytes());
+        }
+        big.extend_from_slice(b"z@x.org,\"Z\" z\n");
+        let (_, many) = read(&big).unwrap();
+        assert!(many[..10_000].iter().all(Result::is_ok));
+        assert!(many[10_000].is_err());
+        let bad = rows[2].as_ref().unwrap_err();
+        assert!(
+            bad.message.contains("at line 5, column 3"),
+            "{}",
+            bad.message
+        );
     }
 
     #[test]

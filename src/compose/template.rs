@@ -96,6 +96,11 @@ impl TemplateFile {
             let Ok(text) = std::fs::read_to_string(&path) else {
                 continue;
             };
+            check_nesting(&text).map_err(|(line, message)| Error::Template {
+                path: path.clone(),
+                line,
+                message,
+            })?;
             template.source.push('\0');
             // Relative, so that the hash, the seed of deterministic
             // stamps, does not depend on where the folder lies.
@@ -194,6 +199,17 @@ impl TemplateFile {
         let body = source_nobom[body_start..].to_string();
         if body.trim().is_empty() {
             return Err(fail(line_no + 1, "the MJML body is empty".into()));
+        }
+        for h in &headers {
+            check_nesting(&h.value).map_err(|(_, m)| fail(h.line, m))?;
+        }
+        check_nesting(&body).map_err(|(l, m)| fail(line_no + l, m))?;
+        if let Some(t) = &text {
+            check_nesting(t).map_err(|(line, message)| Error::Template {
+                path: path.with_extension("txt"),
+                line,
+                message,
+            })?;
         }
         let mut all = source.to_string();
         if let Some(t) = &text {
@@ -390,6 +406,146 @@ pub fn variables_in(source: &str) -> std::result::Result<Vec<Variable>, (usize, 
     Ok(out)
 }
 
+/// How deep elements may nest in the MJML (and its included files). mrml,
+/// html2text and the browser all recurse once per level; 500 is far beyond
+/// any real letter (a deep layout is some 30) and well inside their stacks.
+pub const MAX_ELEMENT_DEPTH: usize = 500;
+
+/// How deep `{{#…}}` blocks may nest. Handlebars recurses per block when it
+/// compiles and again per recipient when it renders; real letters use 3 or 4.
+pub const MAX_BLOCK_DEPTH: usize = 200;
+
+/// What one linear pass over a template found: where nesting first got too
+/// deep, and the innermost block still open at the end.
+#[derive(Debug, Default)]
+struct Nesting {
+    too_deep: Option<(usize, String)>,
+    unclosed: Option<(usize, String)>,
+}
+
+/// Refuses a template nested deeper than [`MAX_ELEMENT_DEPTH`] elements or
+/// [`MAX_BLOCK_DEPTH`] blocks, as (line, message), before anything recursive
+/// (mrml, Handlebars) sees it: a deep enough input would overflow their
+/// stacks and abort the process instead of giving an error.
+pub(crate) fn check_nesting(source: &str) -> std::result::Result<(), (usize, String)> {
+    match scan_nesting(source).too_deep {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Elements that never have a closing tag in HTML.
+const VOID_ELEMENTS: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+    "track", "wbr",
+];
+
+/// A cheap approximation of the nesting: counts open and close tags and
+/// `{{#…}}`/`{{/…}}` blocks, skipping comments. It only has to be right
+/// about depth, not about validity: the parsers judge that.
+fn scan_nesting(source: &str) -> Nesting {
+    let b = source.as_bytes();
+    let find = |from: usize, pat: &str| {
+        source
+            .get(from..)
+            .and_then(|r| r.find(pat))
+            .map_or(b.len(), |k| from + k + pat.len())
+    };
+    let mut out = Nesting::default();
+    let mut blocks: Vec<(usize, String)> = Vec::new();
+    let mut elements = 0usize;
+    let (mut i, mut line) = (0usize, 1usize);
+    while i < b.len() {
+        let next = if b[i] == b'\n' {
+            line += 1;
+            i + 1
+        } else if b[i..].starts_with(b"{{") {
+            let mut j = i + 2;
+            while j < b.len() && (b[j] == b'{' || b[j] == b'~') {
+                j += 1;
+            }
+            let end = if b[j..].starts_with(b"!--") {
+                find(j, "--}}")
+            } else {
+                find(j, "}}")
+            };
+            let inner = source.get(j..end).unwrap_or("");
+            let name = |s: &str| {
+                s.trim_start_matches(['>', '*'])
+                    .split(|c: char| c.is_whitespace() || c == '}' || c == '~')
+                    .find(|w| !w.is_empty())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            match inner.as_bytes().first() {
+                Some(b'#') => blocks.push((line, name(&inner[1..]))),
+                Some(b'^') if !name(&inner[1..]).is_empty() => {
+                    blocks.push((line, name(&inner[1..])))
+                }
+                Some(b'/') => {
+                    blocks.pop();
+                }
+                _ => {}
+            }
+            if blocks.len() > MAX_BLOCK_DEPTH {
+                out.too_deep = Some((
+                    line,
+                    format!(
+                        "Handlebars blocks nest more than {MAX_BLOCK_DEPTH} deep here; \
+                         flatten the `{{{{#…}}}}` blocks"
+                    ),
+                ));
+                return out;
+            }
+            end
+        } else if b[i] == b'<' {
+            let rest = &b[i + 1..];
+            if rest.starts_with(b"!--") {
+                find(i, "-->")
+            } else if rest.first() == Some(&b'/') {
+                elements = elements.saturating_sub(1);
+                find(i, ">")
+            } else if rest.first().is_some_and(u8::is_ascii_alphabetic) {
+                let end = find(i, ">");
+                let tag = &source[i + 1..end];
+                let name = tag
+                    .split(|c: char| c.is_whitespace() || c == '>' || c == '/')
+                    .next()
+                    .unwrap_or("");
+                let self_closing = tag.trim_end_matches('>').ends_with('/');
+                if !self_closing && !VOID_ELEMENTS.iter().any(|v| v.eq_ignore_ascii_case(name)) {
+                    elements += 1;
+                }
+                if elements > MAX_ELEMENT_DEPTH {
+                    out.too_deep = Some((
+                        line,
+                        format!(
+                            "elements nest more than {MAX_ELEMENT_DEPTH} deep here; \
+                             letterpress refuses deeper nesting (no letter needs it): \
+                             flatten the markup"
+                        ),
+                    ));
+                    return out;
+                }
+                end
+            } else if rest.first().is_some_and(|c| *c == b'!' || *c == b'?') {
+                find(i, ">")
+            } else {
+                i + 1
+            }
+        } else {
+            i + 1
+        };
+        // Newlines inside a skipped tag or comment still count.
+        if next > i + 1 {
+            line += b[i + 1..next].iter().filter(|&&c| c == b'\n').count();
+        }
+        i = next;
+    }
+    out.unclosed = blocks.pop();
+    out
+}
+
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
@@ -420,6 +576,17 @@ fn canonical_header(name: &str) -> std::result::Result<String, String> {
 /// Parses a Handlebars template, giving a syntax error as (line, message).
 pub(crate) fn compile(source: &str) -> std::result::Result<Template, (usize, String)> {
     Template::compile(source).map_err(|e| {
+        // Handlebars reports an unclosed block as a raw parser dump at the
+        // end of the input, past the last line: name where it opens instead.
+        if let Some((line, name)) = scan_nesting(source).unclosed {
+            return (
+                line,
+                format!(
+                    "Handlebars syntax error: the block `{{{{#{name}}}}}` opened on this line \
+                     is not closed; add `{{{{/{name}}}}}` where it ends"
+                ),
+            );
+        }
         let line = e.pos().map_or(1, |(l, _)| l);
         (line, format!("Handlebars syntax error: {}", e.reason()))
     })
@@ -565,8 +732,11 @@ mod tests {
             parse("From: a@x.org\nSubject: x\n\n<mjml>\n<mj-body>\n{{#if x}}\n</mj-body></mjml>\n")
                 .unwrap();
         let e = t.variables().unwrap_err().to_string();
-        assert!(e.starts_with("t.mjml:"), "{e}");
-        assert!(e.contains("Handlebars"), "{e}");
+        assert!(e.starts_with("t.mjml:6: Handlebars syntax error"), "{e}");
+        assert!(
+            e.contains("`{{#if}}` opened on this line is not closed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::compose::build::{Builder, Built};
 use crate::compose::campaign::{Campaign, Letter};
 use crate::compose::message::Stamp;
-use crate::compose::recipients::{Recipient, Recipients};
+use crate::compose::recipients::{Duplicates, Recipient, Recipients};
 pub use crate::compose::stamp::Clock;
 use crate::deliver::sink::{Delivered, Envelope, Sink};
 use crate::error::{Error, Result};
@@ -77,6 +77,7 @@ pub fn run(
     let mut verified = 0;
     let mut current = read_chunk(&mut recipients)?;
     let mut done: Vec<Outcome> = Vec::new();
+    let mut duplicates = Duplicates::default();
     while !current.is_empty() {
         for r in current.iter().flatten() {
             if verified >= VERIFY_ROWS {
@@ -96,7 +97,13 @@ pub fn run(
                     .collect::<Vec<Outcome>>()
             },
             || -> Result<Vec<std::result::Result<Recipient, Problem>>> {
-                tally(&mut summary, &done, &mut report)?;
+                tally(
+                    &mut summary,
+                    &mut duplicates,
+                    campaign.csv_name(),
+                    &mut done,
+                    &mut report,
+                )?;
                 progress(recipients.bytes_read(), &summary);
                 read_chunk(&mut recipients)
             },
@@ -104,7 +111,13 @@ pub fn run(
         current = serial?;
         done = outcomes;
     }
-    tally(&mut summary, &done, &mut report)?;
+    tally(
+        &mut summary,
+        &mut duplicates,
+        campaign.csv_name(),
+        &mut done,
+        &mut report,
+    )?;
     progress(recipients.bytes_read(), &summary);
     if summary.rows == 0 {
         return Err(Error::Recipients {
@@ -128,16 +141,28 @@ fn read_chunk(recipients: &mut Recipients) -> Result<Vec<std::result::Result<Rec
     Ok(chunk)
 }
 
-/// Counts and reports `outcomes`, in order.
+/// Counts and reports `outcomes`, in order. A repeated address is a
+/// warning of its letter here, where rows come in order, so the summary,
+/// `manifest.json` and the gallery all count and list the same ones.
 fn tally(
     summary: &mut Summary,
-    outcomes: &[Outcome],
+    duplicates: &mut Duplicates,
+    csv: &str,
+    outcomes: &mut [Outcome],
     report: &mut impl FnMut(&Outcome) -> Result<()>,
 ) -> Result<()> {
-    for o in outcomes {
+    for o in outcomes.iter_mut() {
         summary.rows += 1;
         match o {
             Outcome::Done { letter, .. } => {
+                if let Some(w) = duplicates.note(&letter.parts.to.address, letter.row, letter.line)
+                {
+                    letter.warnings.push(
+                        Problem::new(Severity::Warning, csv, w)
+                            .at_line(letter.line)
+                            .at_row(letter.row),
+                    );
+                }
                 summary.rendered += 1;
                 summary.warnings += letter.warnings.len();
             }

@@ -184,6 +184,15 @@ impl FileSink {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A dangling symlink reads as missing, then cannot be
+                // created ("File exists"): say what it is.
+                if let Ok(target) = std::fs::read_link(dir) {
+                    return Err(write_err(std::io::Error::other(format!(
+                        "it is a broken symbolic link (to {}, which does not exist); \
+                         create its target or choose another --out",
+                        target.display()
+                    ))));
+                }
                 std::fs::create_dir_all(dir).map_err(write_err)?
             }
             Err(e) => return Err(write_err(e)),

@@ -94,16 +94,12 @@ struct Entry<'a> {
 /// Writes [`DATA`] as the run goes, one line per row, so a long list costs
 /// no memory here (the same streaming as [`crate::deliver::run::Manifest`]). Unlike
 /// `manifest.json`, rejected rows stay in row order with the letters: the
-/// gallery lists every recipient.
-///
-/// It also gives each letter the warning `letterpress check` gives a
-/// duplicate address, so it keeps one small entry per address seen
-/// (see [`crate::compose::recipients::Duplicates`]).
+/// gallery lists every recipient. A duplicate address is among a letter's
+/// warnings already ([`crate::deliver::run::run`] adds it).
 pub struct GalleryData<W: Write> {
     out: W,
     path: PathBuf,
     first: bool,
-    duplicates: crate::compose::recipients::Duplicates,
 }
 
 impl<W: Write> GalleryData<W> {
@@ -119,7 +115,6 @@ impl<W: Write> GalleryData<W> {
             out,
             path,
             first: true,
-            duplicates: Default::default(),
         };
         r.map_err(|e| g.err(e))?;
         Ok(g)
@@ -159,16 +154,7 @@ impl<W: Write> GalleryData<W> {
                 subject: &letter.parts.subject,
                 files: Some(&delivered.files),
                 sizes: Some(&delivered.sizes),
-                warnings: {
-                    let mut w: Vec<String> =
-                        letter.warnings.iter().map(|w| w.message.clone()).collect();
-                    w.extend(self.duplicates.note(
-                        &letter.parts.to.address,
-                        letter.row,
-                        letter.line,
-                    ));
-                    w
-                },
+                warnings: letter.warnings.iter().map(|w| w.message.clone()).collect(),
                 headers: headers(&letter.parts, stamp),
                 rejected: None,
             },

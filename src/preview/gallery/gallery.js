@@ -50,11 +50,20 @@
   var shown = [];   // indices into letters, after the filter
   var selected = -1; // index into letters
 
+  // A hand-edited address can hold a malformed `%` escape, which makes
+  // decodeURIComponent throw and would leave the page empty: keep the raw text.
+  function decodeHashValue(v) {
+    try {
+      return decodeURIComponent(v);
+    } catch (e) {
+      return v;
+    }
+  }
   function readHash() {
     var h = {};
     location.hash.replace(/^#/, "").split("&").forEach(function (kv) {
       var i = kv.indexOf("=");
-      if (i > 0) h[kv.slice(0, i)] = decodeURIComponent(kv.slice(i + 1));
+      if (i > 0) h[kv.slice(0, i)] = decodeHashValue(kv.slice(i + 1));
     });
     return h;
   }
