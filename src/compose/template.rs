@@ -218,15 +218,15 @@ impl TemplateFile {
         let mut out = Vec::new();
         for h in &self.headers {
             let t = compile(&h.value).map_err(|(l, m)| self.error(h.line + l - 1, m, false))?;
-            collect(&t, h.line.saturating_sub(1), &mut out);
+            collect_all(&t, h.line.saturating_sub(1), &mut out);
         }
         let t =
             compile(&self.body).map_err(|(l, m)| self.error(self.body_line + l - 1, m, false))?;
-        collect(&t, self.body_line - 1, &mut out);
+        collect_all(&t, self.body_line - 1, &mut out);
         if let Some(text) = &self.text {
             let t = compile(text).map_err(|(l, m)| self.error(l, m, true))?;
             let start = out.len();
-            collect(&t, 0, &mut out);
+            collect_all(&t, 0, &mut out);
             for v in &mut out[start..] {
                 v.in_text_file = true;
             }
@@ -238,7 +238,7 @@ impl TemplateFile {
                 message,
             })?;
             let start = out.len();
-            collect(&t, 0, &mut out);
+            collect_all(&t, 0, &mut out);
             for v in &mut out[start..] {
                 v.included = Some(inc.path.clone());
             }
@@ -352,7 +352,7 @@ fn include_paths(mjml: &str) -> Vec<&str> {
 pub fn variables_in(source: &str) -> std::result::Result<Vec<Variable>, (usize, String)> {
     let t = compile(source)?;
     let mut out = Vec::new();
-    collect(&t, 0, &mut out);
+    collect_all(&t, 0, &mut out);
     Ok(out)
 }
 
@@ -383,12 +383,20 @@ fn canonical_header(name: &str) -> std::result::Result<String, String> {
     ))
 }
 
-/// Parses a Handlebars template, giving a syntax error as (line, message).
-pub(crate) fn compile(source: &str) -> std::result::Result<Template, (usize, String)> {
-    Template::compile(source).map_err(|e| {
-        let line = e.pos().map_or(1, |(l, _)| l);
-        (line, format!("Handlebars syntax error: {}", e.reason()))
-    })
+/// Parses a Handlebars template in pieces (see [`crate::compose::pieces`]),
+/// each with its line offset, giving a syntax error as (line, message).
+pub(crate) fn compile(
+    source: &str,
+) -> std::result::Result<Vec<(usize, Template)>, (usize, String)> {
+    crate::compose::pieces::compile(source)
+        .map_err(|e| (e.line, format!("Handlebars syntax error: {}", e.reason)))
+}
+
+/// [`collect`] for every piece of a template, lines offset by `line_offset`.
+fn collect_all(pieces: &[(usize, Template)], line_offset: usize, out: &mut Vec<Variable>) {
+    for (offset, t) in pieces {
+        collect(t, line_offset + offset, out);
+    }
 }
 
 fn collect(t: &Template, line_offset: usize, out: &mut Vec<Variable>) {
