@@ -871,6 +871,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_letter_stays_one_piece() {
+        let (c, _) = setup(
+            include_str!("../../templates/weremember.mjml"),
+            "email,salutation,first_name,last_name,community,contact_id\n",
+        );
+        let c = c.unwrap();
+        // So its per-letter cost is one render of one template.
+        assert_eq!((c.html_pieces.len(), c.text_pieces.len()), (1, 1));
+    }
+
+    #[test]
     fn an_error_late_in_a_long_template_names_its_line() {
         let template =
             long_template(10_000, 200).replace("{{name}} 9000<br>", "{{#if vip}}{{/each}}");
