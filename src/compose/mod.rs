@@ -8,6 +8,7 @@ pub mod build;
 pub mod campaign;
 pub mod check;
 pub mod message;
+mod pieces;
 pub mod recipients;
 pub mod stamp;
 pub mod template;

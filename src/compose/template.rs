@@ -249,27 +249,26 @@ impl TemplateFile {
                 HELPERS.join(", ")
             )
         };
-        let unknown = |t: &Template, line_offset: usize, in_text_file: bool| match unknown_helper(
-            t,
-            line_offset,
-        ) {
-            Some((name, line)) => Err(self.error(line, not_a_helper(&name), in_text_file)),
-            None => Ok(()),
+        let unknown = |pieces: &[(usize, Template)], line_offset: usize, in_text_file: bool| {
+            match unknown_helper_in(pieces, line_offset) {
+                Some((name, line)) => Err(self.error(line, not_a_helper(&name), in_text_file)),
+                None => Ok(()),
+            }
         };
         for h in &self.headers {
             let t = compile(&h.value).map_err(|(l, m)| self.error(h.line + l - 1, m, false))?;
             unknown(&t, h.line.saturating_sub(1), false)?;
-            collect(&t, h.line.saturating_sub(1), &mut out);
+            collect_all(&t, h.line.saturating_sub(1), &mut out);
         }
         let t =
             compile(&self.body).map_err(|(l, m)| self.error(self.body_line + l - 1, m, false))?;
         unknown(&t, self.body_line - 1, false)?;
-        collect(&t, self.body_line - 1, &mut out);
+        collect_all(&t, self.body_line - 1, &mut out);
         if let Some(text) = &self.text {
             let t = compile(text).map_err(|(l, m)| self.error(l, m, true))?;
             unknown(&t, 0, true)?;
             let start = out.len();
-            collect(&t, 0, &mut out);
+            collect_all(&t, 0, &mut out);
             for v in &mut out[start..] {
                 v.in_text_file = true;
             }
@@ -280,7 +279,7 @@ impl TemplateFile {
                 line,
                 message,
             })?;
-            if let Some((name, line)) = unknown_helper(&t, 0) {
+            if let Some((name, line)) = unknown_helper_in(&t, 0) {
                 return Err(Error::Template {
                     path: inc.path.clone(),
                     line,
@@ -288,7 +287,7 @@ impl TemplateFile {
                 });
             }
             let start = out.len();
-            collect(&t, 0, &mut out);
+            collect_all(&t, 0, &mut out);
             for v in &mut out[start..] {
                 v.included = Some(inc.path.clone());
             }
@@ -402,7 +401,7 @@ fn include_paths(mjml: &str) -> Vec<&str> {
 pub fn variables_in(source: &str) -> std::result::Result<Vec<Variable>, (usize, String)> {
     let t = compile(source)?;
     let mut out = Vec::new();
-    collect(&t, 0, &mut out);
+    collect_all(&t, 0, &mut out);
     Ok(out)
 }
 
@@ -573,9 +572,12 @@ fn canonical_header(name: &str) -> std::result::Result<String, String> {
     ))
 }
 
-/// Parses a Handlebars template, giving a syntax error as (line, message).
-pub(crate) fn compile(source: &str) -> std::result::Result<Template, (usize, String)> {
-    Template::compile(source).map_err(|e| {
+/// Parses a Handlebars template in pieces (see [`crate::compose::pieces`]),
+/// each with its line offset, giving a syntax error as (line, message).
+pub(crate) fn compile(
+    source: &str,
+) -> std::result::Result<Vec<(usize, Template)>, (usize, String)> {
+    crate::compose::pieces::compile(source).map_err(|e| {
         // Handlebars reports an unclosed block as a raw parser dump at the
         // end of the input, past the last line: name where it opens instead.
         if let Some((line, name)) = scan_nesting(source).unclosed {
@@ -587,9 +589,22 @@ pub(crate) fn compile(source: &str) -> std::result::Result<Template, (usize, Str
                 ),
             );
         }
-        let line = e.pos().map_or(1, |(l, _)| l);
-        (line, format!("Handlebars syntax error: {}", e.reason()))
+        (e.line, format!("Handlebars syntax error: {}", e.reason))
     })
+}
+
+/// [`unknown_helper`] in every piece of a template.
+fn unknown_helper_in(pieces: &[(usize, Template)], line_offset: usize) -> Option<(String, usize)> {
+    pieces
+        .iter()
+        .find_map(|(offset, t)| unknown_helper(t, line_offset + offset))
+}
+
+/// [`collect`] for every piece of a template, lines offset by `line_offset`.
+fn collect_all(pieces: &[(usize, Template)], line_offset: usize, out: &mut Vec<Variable>) {
+    for (offset, t) in pieces {
+        collect(t, line_offset + offset, out);
+    }
 }
 
 fn collect(t: &Template, line_offset: usize, out: &mut Vec<Variable>) {
