@@ -23,6 +23,22 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The run began but could not go on (a full disk, a file size
+    /// limit): the letters before it are whole and listed in the manifest.
+    #[error(
+        "stopped at row {row} (line {line} of {csv}): {reason}; {written} letters were \
+         written whole to {out} (listed in its manifest.json); \
+         free some space and run again"
+    )]
+    Stopped {
+        row: usize,
+        line: u64,
+        csv: String,
+        reason: String,
+        written: usize,
+        out: PathBuf,
+    },
+
     #[error("{path}:{line}: {message}")]
     Template {
         path: PathBuf,

@@ -22,6 +22,8 @@ pub const HELP: &str = "\
 Exit codes:
   0  all well
   1  fatal: nothing was done (template error, unreadable file, output folder in the way);
+     for render also: the disk filled (or a file size limit was hit) part-way; the
+     letters before are whole and listed in manifest.json, the message says where it stopped
      for send also: the server cannot be used, another send owns the journal,
      or the journal is not this campaign's
   2  usage: the command line is wrong

@@ -904,3 +904,54 @@ fn a_dangling_out_symlink_is_named_a_broken_link() {
         r.stderr
     );
 }
+
+/// A file size limit (`ulimit -f`, SIGXFSZ) stands in for a full disk:
+/// 63 blocks of 512 bytes hold every file but row 4's `.eml`. The run stops
+/// with exit 1, says how far it got, and leaves only whole files that
+/// `manifest.json` lists.
+#[test]
+fn a_write_that_runs_out_of_room_leaves_only_whole_files_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (full, cut) = (dir.path().join("full"), dir.path().join("cut"));
+    render_example(&full, &["--deterministic"]).expect_code(0);
+    let whole: std::collections::BTreeMap<_, _> = tree(&full).into_iter().collect();
+    assert!(whole["0004-yaakov.cohen_example.org.eml"].len() > 63 * 512);
+    let script = format!(
+        "ulimit -f 63; exec {} render {} {} --out {} --deterministic",
+        env!("CARGO_BIN_EXE_letterpress"),
+        example_template().display(),
+        example_csv().display(),
+        cut.display()
+    );
+    let r = run_cmd(std::process::Command::new("sh").args(["-c", &script]), None);
+    r.expect_code(1);
+    assert!(r.stderr.contains("stopped at row 4"), "{}", r.stderr);
+    assert!(r.stderr.contains("written whole"), "{}", r.stderr);
+    let left = tree(&cut);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cut.join("manifest.json")).unwrap()).unwrap();
+    let listed: Vec<String> = manifest["letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["files"].as_object().unwrap().values())
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    assert!(!listed.iter().any(|f| f.starts_with("0004-")), "{listed:?}");
+    for (name, bytes) in &left {
+        if name.ends_with(".eml") || name.ends_with(".txt") || name.ends_with(".html") {
+            if name == "index.html" {
+                continue;
+            }
+            assert_eq!(bytes, &whole[name], "{name} is not whole");
+            assert!(listed.contains(name), "{name} is not in manifest.json");
+        }
+    }
+    assert!(!left.iter().any(|(n, _)| n.starts_with("0004-")));
+    let written = listed.iter().filter(|f| f.ends_with(".eml")).count();
+    assert!(
+        r.stderr.contains(&format!("{written} letters")),
+        "{}",
+        r.stderr
+    );
+}

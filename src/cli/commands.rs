@@ -23,6 +23,14 @@ use crate::preview::gallery::GalleryData;
 
 /// Runs a parsed command line; the result is the process exit code.
 pub fn main(cli: Cli, env: &Env) -> u8 {
+    // A file size limit (`ulimit -f`) would kill the process mid-write
+    // with SIGXFSZ; with the signal caught the write fails with EFBIG
+    // instead, and the sinks treat it like a full disk.
+    #[cfg(unix)]
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
     let result = match cli.command {
         Command::Render(args) => RenderConfig::new(&args, env).and_then(|c| render(&c)),
         Command::Check(args) => CheckConfig::new(&args).and_then(|c| check(&c)),
@@ -147,6 +155,27 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
         },
     )?;
     bar.finish_and_clear();
+    if let Some(p) = &summary.stopped {
+        // The disk is full: the manifest and the gallery may not fit
+        // either. One that cannot be finished is removed rather than left
+        // cut short; the error below says what was written.
+        if manifest.finish(&summary).is_err() {
+            let _ = std::fs::remove_file(&manifest_path);
+        }
+        if let Some(g) = gallery {
+            if g.finish(&summary).is_err() {
+                let _ = std::fs::remove_file(config.out.join(crate::preview::gallery::DATA));
+            }
+        }
+        return Err(Error::Stopped {
+            row: p.row.unwrap_or(0),
+            line: p.line.unwrap_or(0),
+            csv: p.file.clone(),
+            reason: p.message.clone(),
+            written: summary.rendered,
+            out: config.out.clone(),
+        });
+    }
     manifest.finish(&summary)?;
     if let Some(g) = gallery {
         g.finish(&summary)?;

@@ -89,7 +89,8 @@ fn problem_of(e: &Error) -> Problem {
         Error::NoSnapshot { .. }
         | Error::SnapshotIsFile { .. }
         | Error::NotSnapshot { .. }
-        | Error::Listen { .. } => Problem::new(Severity::Error, "", e.to_string()),
+        | Error::Listen { .. }
+        | Error::Stopped { .. } => Problem::new(Severity::Error, "", e.to_string()),
         Error::Journal { path, .. }
         | Error::JournalBusy { path, .. }
         | Error::Changed { path, .. }

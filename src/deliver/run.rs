@@ -5,6 +5,7 @@
 //! `message`.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -15,7 +16,7 @@ use crate::compose::campaign::{Campaign, Letter};
 use crate::compose::message::Stamp;
 use crate::compose::recipients::{Duplicates, Recipient, Recipients};
 pub use crate::compose::stamp::Clock;
-use crate::deliver::sink::{Delivered, Envelope, Sink};
+use crate::deliver::sink::{Delivered, Envelope, Failure, Sink};
 use crate::error::{Error, Result};
 use crate::report::{Problem, Severity};
 
@@ -41,13 +42,33 @@ pub struct Summary {
     pub rendered: usize,
     pub rejected: usize,
     pub warnings: usize,
+    /// Why the run stopped before the end of the list (a full disk): the
+    /// first row not done, with the sink's reason. The letters counted in
+    /// `rendered` are whole; no later row was tried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Problem>,
     #[serde(skip)]
     pub elapsed: Duration,
 }
 
+/// One row's step through the sink, before it is reported.
+#[derive(Debug)]
+enum Step {
+    Out(Outcome),
+    /// The sink failed for good ([`Failure::Fatal`]): the run stops here.
+    Stopped(Problem),
+    /// Not tried: an earlier fatal failure stopped the run.
+    Skipped {
+        row: usize,
+        line: u64,
+    },
+}
+
 impl Summary {
     pub fn exit_code(&self) -> u8 {
-        if self.rejected > 0 {
+        if self.stopped.is_some() {
+            crate::exit::FATAL
+        } else if self.rejected > 0 {
             crate::exit::ROWS_REJECTED
         } else {
             crate::exit::OK
@@ -76,9 +97,10 @@ pub fn run(
     let mut summary = Summary::default();
     let mut verified = 0;
     let mut current = read_chunk(&mut recipients)?;
-    let mut done: Vec<Outcome> = Vec::new();
+    let mut done: Vec<Step> = Vec::new();
+    let stop = AtomicBool::new(false);
     let mut duplicates = Duplicates::default();
-    while !current.is_empty() {
+    while !current.is_empty() && !stop.load(Ordering::Relaxed) {
         for r in current.iter().flatten() {
             if verified >= VERIFY_ROWS {
                 break;
@@ -93,8 +115,8 @@ pub fn run(
         let (outcomes, serial) = rayon::join(
             || {
                 rows.into_par_iter()
-                    .map(|row| process(&builder, row, sink))
-                    .collect::<Vec<Outcome>>()
+                    .map(|row| process(&builder, row, sink, &stop))
+                    .collect::<Vec<Step>>()
             },
             || -> Result<Vec<std::result::Result<Recipient, Problem>>> {
                 tally(
@@ -119,7 +141,7 @@ pub fn run(
         &mut report,
     )?;
     progress(recipients.bytes_read(), &summary);
-    if summary.rows == 0 {
+    if summary.rows == 0 && summary.stopped.is_none() {
         return Err(Error::Recipients {
             path: recipients.name().to_string(),
             message: "has a header line but no contacts; add one line per contact".into(),
@@ -148,10 +170,31 @@ fn tally(
     summary: &mut Summary,
     duplicates: &mut Duplicates,
     csv: &str,
-    outcomes: &mut [Outcome],
+    steps: &mut [Step],
     report: &mut impl FnMut(&Outcome) -> Result<()>,
 ) -> Result<()> {
-    for o in outcomes.iter_mut() {
+    for step in steps.iter_mut() {
+        let o = match step {
+            Step::Out(o) => o,
+            Step::Stopped(p) => {
+                // Rows come in order: the first one not done is where the
+                // run stopped.
+                if summary.stopped.as_ref().is_none_or(|s| s.row > p.row) {
+                    summary.stopped = Some(p.clone());
+                }
+                continue;
+            }
+            Step::Skipped { row, line } => {
+                if summary.stopped.as_ref().is_none_or(|s| s.row > Some(*row)) {
+                    summary.stopped = Some(
+                        Problem::new(Severity::Error, csv, "not tried: the run had stopped")
+                            .at_line(*line)
+                            .at_row(*row),
+                    );
+                }
+                continue;
+            }
+        };
         summary.rows += 1;
         match o {
             Outcome::Done { letter, .. } => {
@@ -177,10 +220,18 @@ fn process(
     builder: &Builder<'_>,
     row: std::result::Result<Recipient, Problem>,
     sink: &dyn Sink,
-) -> Outcome {
+    stop: &AtomicBool,
+) -> Step {
+    if stop.load(Ordering::Relaxed) {
+        let (row, line) = match &row {
+            Ok(r) => (r.row, r.line),
+            Err(p) => (p.row.unwrap_or(0), p.line.unwrap_or(0)),
+        };
+        return Step::Skipped { row, line };
+    }
     let built = match row.and_then(|r| builder.build(&r)) {
         Ok(b) => b,
-        Err(p) => return Outcome::Rejected(p),
+        Err(p) => return Step::Out(Outcome::Rejected(p)),
     };
     match sink.deliver(&Envelope::of(&built), &built) {
         Ok(receipt) => {
@@ -194,22 +245,27 @@ fn process(
             } = built;
             letter.parts.html = String::new();
             letter.parts.text = String::new();
-            Outcome::Done {
+            Step::Out(Outcome::Done {
                 eml_size: eml.len(),
                 stamp,
                 letter: Box::new(letter),
                 delivered: receipt.delivered,
-            }
+            })
         }
-        Err(failure) => Outcome::Rejected(
-            Problem::new(
+        Err(failure) => {
+            let problem = Problem::new(
                 Severity::Error,
                 builder.campaign.csv_name(),
                 failure.message(),
             )
             .at_line(built.letter.line)
-            .at_row(built.letter.row),
-        ),
+            .at_row(built.letter.row);
+            if let Failure::Fatal(_) = failure {
+                stop.store(true, Ordering::Relaxed);
+                return Step::Stopped(problem);
+            }
+            Step::Out(Outcome::Rejected(problem))
+        }
     }
 }
 

@@ -253,14 +253,33 @@ impl Delivered {
 }
 
 impl Sink for FileSink {
+    /// Each letter appears whole or not at all: on a failed write the
+    /// partial file and the letter's earlier files are removed. The happy
+    /// path is one plain write per file (no temporary name and rename).
+    /// A full disk or a file size limit (`EFBIG`; SIGXFSZ is ignored by
+    /// [`crate::cli::commands::main`]) is fatal: every later letter would
+    /// fail the same way.
     fn deliver(&self, _: &Envelope<'_>, out: &Built) -> std::result::Result<Receipt, Failure> {
         let mut d = Delivered::default();
+        let mut written: Vec<PathBuf> = Vec::new();
         for (ext, name, bytes) in self.formats.files(out) {
             debug_assert!(!name.contains(['/', '\\']));
-            std::fs::write(self.dir.join(&name), bytes).map_err(|e| Failure::Permanent {
-                code: None,
-                reply: format!("cannot write {}: {e}", self.dir.join(&name).display()),
-            })?;
+            let path = self.dir.join(&name);
+            if let Err(e) = std::fs::write(&path, bytes) {
+                // Best effort: a file that cannot be removed either is
+                // still named in the message.
+                let _ = std::fs::remove_file(&path);
+                for p in &written {
+                    let _ = std::fs::remove_file(p);
+                }
+                let reply = format!("cannot write {}: {e}", path.display());
+                return Err(if out_of_room(&e) {
+                    Failure::Fatal(reply)
+                } else {
+                    Failure::Permanent { code: None, reply }
+                });
+            }
+            written.push(path);
             d.record(ext, name, bytes);
         }
         Ok(Receipt {
@@ -268,6 +287,13 @@ impl Sink for FileSink {
             delivered: d,
         })
     }
+}
+
+/// A full disk, a full quota or a file size limit: no later write will do
+/// better.
+fn out_of_room(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    matches!(e.kind(), StorageFull | QuotaExceeded | FileTooLarge)
 }
 
 #[cfg(test)]
