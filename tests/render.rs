@@ -23,6 +23,24 @@ fn example_rows() -> usize {
         - 1
 }
 
+/// `letterpress render TEMPLATE CSV --out OUT EXTRA…`.
+fn render_to(
+    template: &std::path::Path,
+    csv: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
+        "render".as_ref(),
+        template.as_os_str(),
+        csv.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    run(&args, None)
+}
+
 #[test]
 fn example_campaign_writes_three_files_per_contact_and_a_manifest() {
     let dir = tempfile::tempdir().unwrap();
@@ -364,16 +382,7 @@ fn a_value_cannot_add_a_list_unsubscribe_url() {
         "email,name,cid\na@example.org,Ann,\"c15>, <mailto:evil@attacker.example\"\n",
     );
     let out = dir.path().join("o");
-    let args = [
-        "render".as_ref(),
-        t.as_os_str(),
-        csv.as_os_str(),
-        "--format".as_ref(),
-        "eml".as_ref(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ];
-    run(&args, None).expect_code(0);
+    render_to(&t, &csv, &out, &["--format", "eml"]).expect_code(0);
     let eml = std::fs::read_to_string(out.join("0001-a_example.org.eml")).unwrap();
     let unsubscribe: Vec<&str> = eml
         .split("\r\n")
@@ -587,16 +596,7 @@ fn template_errors_are_fatal_and_name_the_line() {
     ];
     for (template, expected) in cases {
         let t = write(dir.path(), "t.mjml", &template);
-        let r = run(
-            &[
-                "render".as_ref(),
-                t.as_os_str(),
-                csv.as_os_str(),
-                "--out".as_ref(),
-                dir.path().join("o").as_os_str(),
-            ],
-            None,
-        );
+        let r = render_to(&t, &csv, &dir.path().join("o"), &[]);
         r.expect_code(1);
         assert!(
             r.stderr.contains(expected),
@@ -638,16 +638,7 @@ fn unknown_helpers_and_a_from_without_an_address_are_one_template_error() {
     ];
     for (template, expected) in cases {
         let t = write(dir.path(), "t.mjml", &template);
-        let r = run(
-            &[
-                "render".as_ref(),
-                t.as_os_str(),
-                csv.as_os_str(),
-                "--out".as_ref(),
-                dir.path().join("o").as_os_str(),
-            ],
-            None,
-        );
+        let r = render_to(&t, &csv, &dir.path().join("o"), &[]);
         r.expect_code(1);
         assert!(
             r.stderr.contains(expected),
@@ -738,18 +729,7 @@ fn mj_include_merges_the_included_file_and_stays_in_the_template_folder() {
         "    <mj-include path=\"./footer.mjml\" />\n  </mj-body>",
     );
     let t = write(&folder, "t.mjml", &template);
-    let render = |out: &std::path::Path| {
-        run(
-            &[
-                "render".as_ref(),
-                t.as_os_str(),
-                csv.as_os_str(),
-                "--out".as_ref(),
-                out.as_os_str(),
-            ],
-            None,
-        )
-    };
+    let render = |out: &std::path::Path| render_to(&t, &csv, out, &[]);
     let out = dir.path().join("o");
     render(&out).expect_code(0);
     for (file, name) in [
@@ -797,16 +777,7 @@ fn a_variable_of_an_included_file_must_be_a_column_too() {
         ),
     );
     let out = dir.path().join("o");
-    let r = run(
-        &[
-            "render".as_ref(),
-            t.as_os_str(),
-            csv.as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-        ],
-        None,
-    );
+    let r = render_to(&t, &csv, &out, &[]);
     r.expect_code(1);
     assert!(
         r.stderr.contains("footer.mjml:2: the template uses `nmae`"),
@@ -824,16 +795,7 @@ fn small_with_text(inner: &str) -> String {
 fn render_template(dir: &std::path::Path, template: &str) -> Output {
     let t = write(dir, "t.mjml", template);
     let csv = write(dir, "r.csv", "email,name\na@example.org,Ann\n");
-    run(
-        &[
-            "render".as_ref(),
-            t.as_os_str(),
-            csv.as_os_str(),
-            "--out".as_ref(),
-            dir.join("o").as_os_str(),
-        ],
-        None,
-    )
+    render_to(&t, &csv, &dir.join("o"), &[])
 }
 
 #[test]
