@@ -864,6 +864,21 @@ impl PgCluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("pw"), PG_PASSWORD).unwrap();
+        // A self-signed certificate: the server offers TLS.
+        let ok = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(dir.join("server.key"))
+            .arg("-out")
+            .arg(dir.join("server.crt"))
+            .stderr(Stdio::null())
+            .status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "openssl could not make a certificate: run .ci/setup"
+        );
         if root {
             assert!(Command::new("chown")
                 .args(["-R", "nobody"])
@@ -900,6 +915,14 @@ impl PgCluster {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The database `tlsonly` takes TLS connections only.
+        let hba = dir.join("data/pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(
+            &hba,
+            format!("hostnossl tlsonly all 127.0.0.1/32 reject\n{rules}"),
+        )
+        .unwrap();
         // The watchdog: stops the server and removes the folder when this
         // process is gone, however it ends.
         let pg_ctl = c.bin.join("pg_ctl");
@@ -928,8 +951,10 @@ impl PgCluster {
             .arg(dir.join("log"))
             .arg("-o")
             .arg(format!(
-                "-h 127.0.0.1 -p {port} -k {} -F -c max_connections=300 -c synchronous_commit=off",
-                dir.display()
+                "-h 127.0.0.1 -p {port} -k {d} -F -c max_connections=300 \
+                 -c synchronous_commit=off -c ssl=on -c ssl_cert_file={d}/server.crt \
+                 -c ssl_key_file={d}/server.key",
+                d = dir.display()
             ))
             .args(["-w", "start"])
             .output()

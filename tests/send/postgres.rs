@@ -156,6 +156,24 @@ fn the_password_comes_from_pgpass_never_from_the_url() {
 }
 
 #[test]
+fn sslmode_require_encrypts_and_disable_does_not() {
+    let pg = PgCluster::get();
+    // The cluster refuses unencrypted connections to this database.
+    let plain = pg.database("tlsonly");
+    let camp = Camp::new(2);
+    let sink = SmtpSink::start(&[]);
+    let out = pg_send(&camp, &sink.url(), &plain, &[]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("no encryption"), "{}", out.stderr);
+    let tls = plain.replace("sslmode=disable", "sslmode=require");
+    pg_send(&camp, &sink.url(), &tls, &[]).expect_code(0);
+    let prefer = plain.replace("?sslmode=disable", "");
+    let st = run_env(&["status", &prefer], &pg.env());
+    st.expect_code(0);
+    assert!(st.stdout.contains("accepted   2"), "{}", st.stdout);
+}
+
+#[test]
 fn workers_with_other_inputs_are_refused_naming_the_file() {
     let pg = PgCluster::get();
     let journal = pg.database("inputs");
