@@ -68,7 +68,7 @@ pgport=$(free_port)
 (cd "$work/pg" && "${as_pg[@]}" "$pgbin/initdb" -D "$work/pg/data" -U postgres -E UTF8 \
    --auth-local=trust --auth-host=scram-sha-256 --pwfile "$work/pg/pw" >/dev/null)
 (cd "$work/pg" && "${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" \
-   -o "-h 127.0.0.1 -p $pgport -k $work/pg" -w start >/dev/null)
+   -o "-h 127.0.0.1 -p $pgport -k $work/pg ${PG_OPTS:-}" -w start >/dev/null)
 export PGPASSWORD=bench-secret
 psql() { (cd "$work/pg" && "${as_pg[@]}" "$pgbin/psql" -h "$work/pg" -p "$pgport" -U postgres -Atq "$@"); }
 sleep 0.3

@@ -143,15 +143,12 @@ impl Op {
     }
 }
 
+/// Writes waiting to ride with the next commit.
 #[derive(Default)]
 struct Queue {
     ops: Vec<Op>,
-    submitted: u64,
-    committed: u64,
-    committing: bool,
+    /// A write failed: every later one reports it.
     error: Option<String>,
-    /// Begins the database refused: the row is no longer this worker's.
-    refused: HashSet<String>,
 }
 
 /// What the journal and its heartbeat thread share.
@@ -271,7 +268,6 @@ pub struct PgJournal {
     lease: Option<Arc<Lease>>,
     heartbeat: Option<std::thread::JoinHandle<()>>,
     queue: Mutex<Queue>,
-    committed: Condvar,
     commit_stmt: Statement,
     /// The transaction of a plan is open.
     planning: AtomicBool,
@@ -310,7 +306,6 @@ impl PgJournal {
             lease: None,
             heartbeat: None,
             queue: Mutex::new(Queue::default()),
-            committed: Condvar::new(),
             commit_stmt,
             planning: AtomicBool::new(false),
             target: target.clone(),
@@ -384,9 +379,12 @@ impl PgJournal {
         }
     }
 
-    /// Queues `op`; the first thread to find no commit under way commits
-    /// everything queued, and goes on while more arrives (as the SQLite
-    /// journal does). With `wait`, returns once `op` is committed.
+    /// Queues `op`. With `wait`, writes it now with everything queued
+    /// (the acceptances of every sender thread ride along) and returns once
+    /// it is committed. Unlike SQLite's, writes of several threads may be
+    /// under way at once: the connection pipelines them, so a sender waits
+    /// one round trip, not the others' too. A batch holds at most one begin,
+    /// its own.
     fn submit(&self, op: Op, wait: bool) -> Result<()> {
         if !self.writing()? {
             return Ok(());
@@ -403,50 +401,30 @@ impl PgJournal {
         {
             return Err(self.lost_lease());
         }
-        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        q.ops.push(op);
-        q.submitted += 1;
-        if !wait {
-            return Ok(());
-        }
-        let mine = q.submitted;
-        loop {
+        let batch = {
+            let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(e) = &q.error {
                 return Err(refuse(&self.conn.described, e.clone()));
             }
-            if q.committed >= mine {
-                if let Some(a) = begin {
-                    if q.refused.remove(&a) {
-                        if let Some(l) = &self.lease {
-                            l.lost.store(true, Ordering::Relaxed);
-                        }
-                        return Err(self.lost_lease());
-                    }
-                }
+            q.ops.push(op);
+            if !wait {
                 return Ok(());
             }
-            if !q.committing {
-                q.committing = true;
-                while !q.ops.is_empty() {
-                    let batch = std::mem::take(&mut q.ops);
-                    let upto = q.submitted;
-                    drop(q);
-                    let r = self.commit(&batch);
-                    q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                    q.committed = upto;
-                    match r {
-                        Ok(refused) => q.refused.extend(refused),
-                        Err(e) => q.error = Some(e.to_string()),
-                    }
-                    self.committed.notify_all();
+            std::mem::take(&mut q.ops)
+        };
+        match self.commit(&batch) {
+            Ok(refused) if begin.is_some_and(|a| refused.contains(&a)) => {
+                if let Some(l) = &self.lease {
+                    l.lost.store(true, Ordering::Relaxed);
                 }
-                q.committing = false;
-                continue;
+                Err(self.lost_lease())
             }
-            q = self
-                .committed
-                .wait(q)
-                .unwrap_or_else(PoisonError::into_inner);
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                q.error.get_or_insert_with(|| e.to_string());
+                Err(e)
+            }
         }
     }
 
