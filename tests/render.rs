@@ -463,6 +463,53 @@ fn an_oversized_value_rejects_its_row_unless_the_limits_are_raised() {
     assert!(out.join("0002-b_example.org.eml").exists());
 }
 
+/// A 100 MB value costs the row cap, not its size: the render of the rows
+/// around it peaks at a few MB of memory more than an ordinary render (it
+/// peaked at over 200 MB while csv read the whole row before the check).
+/// Measured as the child's peak resident size, by Python's `getrusage`.
+#[test]
+fn a_huge_value_is_skipped_unread_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "x".repeat(100 << 20);
+    let csv = format!("email,name\na@example.org,Al\nb@example.org,\"{huge}\"\nc@example.org,Cy\n");
+    let t = write(dir.path(), "t.mjml", SMALL_TEMPLATE);
+    let c = write(dir.path(), "r.csv", csv.as_bytes());
+    drop((huge, csv));
+    let out = dir.path().join("o");
+    let peak = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import resource, subprocess, sys\n\
+             r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n\
+             print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+             print(r.stderr, file=sys.stderr)",
+            env!("CARGO_BIN_EXE_letterpress"),
+            "render",
+        ])
+        .arg(&t)
+        .arg(&c)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&peak.stdout);
+    let stderr = String::from_utf8_lossy(&peak.stderr);
+    let fields: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"3"), "{stdout}\n{stderr}");
+    let peak_kb: u64 = fields[1].parse().unwrap();
+    assert!(
+        stderr.contains("r.csv:3: error: row 2: is longer than"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("skipped unread"), "{stderr}");
+    assert!(out.join("0001-a_example.org.eml").exists());
+    assert!(out.join("0003-c_example.org.eml").exists());
+    assert!(
+        peak_kb < 60 * 1024,
+        "peak {peak_kb} kB for a 100 MB value: read whole?"
+    );
+}
+
 #[test]
 fn an_address_that_looks_like_a_path_never_leaves_the_folder() {
     let dir = tempfile::tempdir().unwrap();
