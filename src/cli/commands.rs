@@ -129,31 +129,33 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
     };
     let bar = progress_bar(config);
     let quiet = config.quiet;
-    let summary = run::run(
-        &campaign,
-        recipients,
-        &sink,
-        config.clock,
-        |outcome| {
-            match outcome {
-                Outcome::Rejected(p) => bar.suspend(|| eprintln!("{p}")),
-                Outcome::Done { letter, .. } if !quiet => {
-                    for w in &letter.warnings {
-                        bar.suspend(|| eprintln!("{w}"));
+    let summary = run::on_threads(run::file_threads(), || {
+        run::run(
+            &campaign,
+            recipients,
+            &sink,
+            config.clock,
+            |outcome| {
+                match outcome {
+                    Outcome::Rejected(p) => bar.suspend(|| eprintln!("{p}")),
+                    Outcome::Done { letter, .. } if !quiet => {
+                        for w in &letter.warnings {
+                            bar.suspend(|| eprintln!("{w}"));
+                        }
                     }
+                    Outcome::Done { .. } => {}
                 }
-                Outcome::Done { .. } => {}
-            }
-            if let Some(g) = gallery.as_mut() {
-                g.add(outcome)?;
-            }
-            manifest.add(outcome)
-        },
-        |bytes, so_far| {
-            bar.set_position(bytes);
-            bar.set_message(format!("{} letters", so_far.rendered));
-        },
-    )?;
+                if let Some(g) = gallery.as_mut() {
+                    g.add(outcome)?;
+                }
+                manifest.add(outcome)
+            },
+            |bytes, so_far| {
+                bar.set_position(bytes);
+                bar.set_message(format!("{} letters", so_far.rendered));
+            },
+        )
+    })?;
     bar.finish_and_clear();
     if let Some(p) = &summary.stopped {
         // The disk is full: the manifest and the gallery may not fit
