@@ -249,6 +249,7 @@ fn render_mjml(
     parsed
         .element
         .render(&render_options())
+        .map(|html| crate::compose::preheader::rewrite(&html))
         .map_err(|e| (1, format!("MJML render error: {e}")))
 }
 

@@ -9,6 +9,7 @@ pub mod campaign;
 pub mod check;
 pub mod message;
 mod pieces;
+mod preheader;
 pub mod recipients;
 pub mod stamp;
 pub mod template;
