@@ -121,3 +121,52 @@ fn an_unknown_helper_is_one_template_error_not_one_per_row() {
         r.stdout
     );
 }
+
+/// A template with what MJML's validator would report and what would reach
+/// contacts as literal text or as a link that says nothing. Each finding is
+/// a warning at its template line; the letters still render, so exit 0.
+#[test]
+fn mjml_validator_findings_foreign_placeholders_and_vague_links_have_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = "From: Sender <sender@example.org>
+To: {{name}} <{{email}}>
+Subject: Hello *|FNAME|*
+List-Unsubscribe: <https://example.org/u?e={{email}}>
+
+<mjml>
+  <mj-body>
+    <mj-section><mj-column>
+      <mj-text font-size=\"12px\" color=\"#333333\" font-size=\"14px\">Dear {first_name},</mj-text>
+      <mj-text>Your code is %%code%%, [name].</mj-text>
+      <mj-image src=\"https://example.org/a.png\" scr=\"b.png\" width=\"300\" />
+      <mj-text>To read the report <a href=\"https://example.org/r\">click here</a>.</mj-text>
+      <mj-text>Click here on Monday.</mj-text>
+      <mj-buton href=\"https://example.org\">Go</mj-buton>
+      <mj-button href=\"https://example.org/more\" background-color=\"0b3d91\">Read more</mj-button>
+    </mj-column></mj-section>
+  </mj-body>
+</mjml>
+";
+    let t = write(dir.path(), "t.mjml", template);
+    let c = write(dir.path(), "r.csv", "email,name\na@example.org,Ann\n");
+    let r = run(&["check".as_ref(), t.as_os_str(), c.as_os_str()], None);
+    r.expect_code(0);
+    let expected = [
+        "t.mjml:3: warning: `*|FNAME|*` looks like a placeholder in Mailchimp's syntax; Handlebars leaves it as it is, so contacts would read it literally: write `{{FNAME}}` for a column named `FNAME`",
+        "t.mjml:9: warning: `font-size` is set twice on `<mj-text>` (`12px` on line 9, `14px` here); MJML uses the first and mrml the last, so remove one",
+        "t.mjml:9: warning: `{first_name}` looks like a placeholder in single braces;",
+        "t.mjml:10: warning: `%%code%%` looks like a placeholder in Salesforce's syntax;",
+        "t.mjml:10: warning: `[name]` looks like a placeholder in square brackets;",
+        "t.mjml:11: warning: `<mj-image>` has no attribute `scr` (did you mean `src`?); MJML ignores it",
+        "t.mjml:11: warning: `width=\"300\"` on `<mj-image>`: MJML accepts one value in px or % (or `0`), such as `10px`",
+        "t.mjml:12: warning: the link text `click here` says nothing about where it leads",
+        "t.mjml:13: warning: `Click here` tells the reader to click, but it is not a link",
+        "t.mjml:14: warning: `<mj-buton>` is not an MJML tag (did you mean `<mj-button>`?)",
+        "t.mjml:15: warning: `background-color=\"0b3d91\"` on `<mj-button>`: not a colour MJML accepts",
+        "t.mjml:15: warning: the link text `Read more` says nothing",
+        "checked 1 rows: 0 errors, 12 warnings, 0 notes",
+    ];
+    for e in expected {
+        assert!(r.stdout.contains(e), "missing `{e}` in\n{}", r.stdout);
+    }
+}

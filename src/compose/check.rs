@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::compose::build::{Builder, Built};
 use crate::compose::campaign::{missing_variables, Campaign};
+use crate::compose::lint;
 use crate::compose::recipients::{Duplicates, Limits, Recipients};
 use crate::compose::stamp::Clock;
 use crate::compose::template::TemplateFile;
@@ -101,6 +102,38 @@ fn problem_of(e: &Error) -> Problem {
     }
 }
 
+/// What [`crate::compose::lint`] finds in the template's headers, MJML body
+/// and text sibling, as warnings at their lines in those files.
+fn lint(t: &TemplateFile, columns: &[String], report: &mut CheckReport) {
+    let path = t.path.display().to_string();
+    let warn = |file: &str, line: usize, message: String| {
+        Problem::new(Severity::Warning, file, message).at_line(line as u64)
+    };
+    let mut found = Vec::new();
+    for h in &t.headers {
+        for f in lint::foreign_placeholders(&h.value, columns) {
+            found.push(warn(&path, h.line + f.line - 1, f.message));
+        }
+    }
+    for f in lint::validate(&t.body, t.body_line) {
+        found.push(warn(&path, f.line, f.message));
+    }
+    let body = lint::foreign_placeholders(&t.body, columns)
+        .into_iter()
+        .chain(lint::link_texts(&t.body));
+    for f in body {
+        found.push(warn(&path, t.body_line + f.line - 1, f.message));
+    }
+    found.sort_by_key(|p| p.line);
+    if let Some(text) = &t.text {
+        let text_path = t.text_path().display().to_string();
+        for f in lint::foreign_placeholders(text, columns) {
+            found.push(warn(&text_path, f.line, f.message));
+        }
+    }
+    found.into_iter().for_each(|p| report.push(p));
+}
+
 /// Checks `template` against `recipients` and reports every problem found.
 pub fn check(
     template: &Path,
@@ -139,6 +172,7 @@ pub fn check(
                 .at_line(1),
             );
         }
+        lint(&t, columns.names(), &mut report);
         match missing_variables(&t, &columns, &csv) {
             Ok(missing) if !missing.is_empty() => missing.iter().for_each(|e| report.fatal(e)),
             Ok(_) => match Campaign::compile(t, &columns, &csv) {

@@ -7,6 +7,7 @@
 pub mod build;
 pub mod campaign;
 pub mod check;
+pub(crate) mod lint;
 pub mod message;
 mod pieces;
 mod preheader;
