@@ -170,3 +170,117 @@ List-Unsubscribe: <https://example.org/u?e={{email}}>
         assert!(r.stdout.contains(e), "missing `{e}` in\n{}", r.stdout);
     }
 }
+
+/// `check --spam` with the real SpamAssassin (installed by `.ci/setup`),
+/// offline: the example letter scores 0.
+#[test]
+fn the_example_letter_scores_zero_in_spamassassin() {
+    let r = run(
+        &[
+            "check",
+            "--spam",
+            "templates/weremember.mjml",
+            "recipients.example.csv",
+        ],
+        None,
+    );
+    assert!(
+        !r.stdout.contains("spamassassin is not installed"),
+        "SpamAssassin is missing: run .ci/setup (as root) to install it"
+    );
+    r.expect_code(0);
+    assert!(
+        r.stdout
+            .contains("spamassassin: row 1's letter scores 0.0 points (5.0 or more is spam)"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("SpamAssassin "), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("checked 12 rows: 0 errors, 0 warnings, 0 notes"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// A letter written the way spam is: capitals, money, hidden text. Each
+/// rule is a warning with its points and a hint (the subject's on the
+/// Subject line), and the check exits 5.
+#[test]
+fn a_spammy_letter_fires_rules_with_hints_and_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = "From: Prize Desk <winner@prizes.example.org>
+Subject: FREE MONEY!!! YOU HAVE WON $1,000,000 - ACT NOW
+List-Unsubscribe: <https://prizes.example.org/u?e={{email}}>
+
+<mjml>
+  <mj-body background-color=\"#ffffff\">
+    <mj-section><mj-column>
+      <mj-text>
+        <p>Dear {{name}}, CONGRATULATIONS! You have been selected as a WINNER. 100% FREE, risk free. Act now!</p>
+        <p style=\"color:#ffffff;font-size:1px;\">cheap pills online pharmacy</p>
+        <p>Make money fast working from home. Lose weight now.</p>
+      </mj-text>
+    </mj-column></mj-section>
+  </mj-body>
+</mjml>
+";
+    let t = write(dir.path(), "t.mjml", template);
+    let c = write(dir.path(), "r.csv", "email,name\nann@example.org,Ann\n");
+    let args = [
+        "check".as_ref(),
+        "--spam".as_ref(),
+        t.as_os_str(),
+        c.as_os_str(),
+    ];
+    let r = run(&args, None);
+    r.expect_code(5);
+    for e in [
+        "t.mjml:2: warning: SpamAssassin SUBJ_ALL_CAPS (+0.5 points): the Subject: header is in capitals",
+        "t.mjml: warning: SpamAssassin HTML_FONT_LOW_CONTRAST (+0.7 points): text in (nearly) the background's colour",
+        "t.mjml: warning: SpamAssassin RISK_FREE (+1.0 points): wording that spam uses",
+        "t.mjml: warning: SpamAssassin ONLINE_PHARMACY (+0.8 points): BODY: Online Pharmacy",
+    ] {
+        assert!(r.stdout.contains(e), "missing `{e}` in\n{}", r.stdout);
+    }
+    let json = run(
+        &[
+            "check".as_ref(),
+            "--spam".as_ref(),
+            "--json".as_ref(),
+            t.as_os_str(),
+            c.as_os_str(),
+        ],
+        None,
+    );
+    json.expect_code(5);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(v["spam"]["points"].as_f64().unwrap() >= 5.0, "{v}");
+    assert_eq!(v["spam"]["required"], 5.0);
+    let rules = v["spam"]["rules"].as_array().unwrap();
+    assert!(rules.iter().any(|r| r["name"] == "SUBJ_ALL_CAPS"), "{v}");
+}
+
+#[test]
+fn check_spam_without_spamassassin_says_so_and_exits_1() {
+    let empty = tempfile::tempdir().unwrap();
+    let r = run_env(
+        &[
+            "check",
+            "--spam",
+            "templates/weremember.mjml",
+            "recipients.example.csv",
+        ],
+        &[("PATH".into(), empty.path().display().to_string())],
+    );
+    r.expect_code(1);
+    assert!(
+        r.stdout.contains(
+            "spamassassin: error: spamassassin is not installed, so --spam cannot score the \
+             letter; install it (Debian: `apt-get install spamassassin`) or leave out --spam"
+        ),
+        "{}",
+        r.stdout
+    );
+}

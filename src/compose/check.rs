@@ -27,10 +27,16 @@ pub struct CheckReport {
     /// some rows.
     #[serde(skip)]
     pub fatal: bool,
+    /// The first row that became a letter: its data row and `.eml` bytes,
+    /// as `render` would write them (with the check's fixed stamp), for
+    /// `check --spam`.
+    #[serde(skip)]
+    pub sample: Option<(usize, Vec<u8>)>,
 }
 
 impl CheckReport {
-    fn push(&mut self, p: Problem) {
+    /// Adds a finding and counts it.
+    pub fn push(&mut self, p: Problem) {
         match p.severity {
             Severity::Error => self.errors += 1,
             Severity::Warning => self.warnings += 1,
@@ -40,8 +46,13 @@ impl CheckReport {
     }
 
     fn fatal(&mut self, e: &Error) {
+        self.fail(problem_of(e));
+    }
+
+    /// Adds a finding that makes the whole check fail (exit 1).
+    pub fn fail(&mut self, p: Problem) {
         self.fatal = true;
-        self.push(problem_of(e));
+        self.push(p);
     }
 
     /// 0 when nothing is wrong (warnings and notes allowed), 1 when the
@@ -226,7 +237,10 @@ pub fn check(
         // Built as render and send build it: a header word too long for a
         // line is only found there.
         match Builder::new(c, Clock::Fixed(0), 0).build(&r) {
-            Ok(Built { letter, .. }) => {
+            Ok(Built { letter, eml, .. }) => {
+                if report.sample.is_none() {
+                    report.sample = Some((r.row, eml));
+                }
                 if let Some(warning) = duplicates.note(&letter.parts.to.address, r.row, r.line) {
                     report.push(
                         Problem::new(Severity::Warning, csv.clone(), warning)
