@@ -800,7 +800,9 @@ pub(crate) fn foreign_placeholders(text: &str, columns: &[String]) -> Vec<Findin
     };
     let mut i = 0;
     while i < b.len() {
-        let rest = &blanked[i..];
+        // A name is short: looking no further keeps a long text without
+        // closing delimiters linear.
+        let rest = prefix(&blanked[i..], MAX_NAME + 4);
         let found = if let Some(after) = rest.strip_prefix("*|") {
             after
                 .find("|*")
@@ -830,6 +832,18 @@ pub(crate) fn foreign_placeholders(text: &str, columns: &[String]) -> Vec<Findin
         }
     }
     out
+}
+
+/// The longest placeholder name [`foreign_placeholders`] looks for.
+const MAX_NAME: usize = 64;
+
+/// The first `n` bytes of `s`, or fewer to end on a character boundary.
+fn prefix(s: &str, n: usize) -> &str {
+    let mut end = n.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Whether `[inner]` names a contact field: a column, or a usual merge
@@ -926,8 +940,9 @@ pub(crate) fn link_texts(body: &str) -> Vec<Finding> {
                 break;
             };
             let content_start = from + gt + 1;
+            // No closing tag after this one means none after any later one.
             let Some(end) = body[content_start..].find(close) else {
-                continue;
+                break;
             };
             let text = visible_text(&body[content_start..content_start + end]);
             let said = text
@@ -961,16 +976,32 @@ fn click_without_link(body: &str, lines: &LineIndex) -> Vec<Finding> {
         let mut from = 0;
         while let Some(k) = lower[from..].find(open) {
             let start = from + k;
-            let end = lower[start..]
-                .find(close)
-                .map_or(lower.len(), |e| start + e + close.len());
+            let after = lower[start + open.len()..].chars().next();
+            if !after.is_some_and(|c| c.is_whitespace() || c == '>') {
+                // `<abbr>`, `<mj-button-x>`: not a link.
+                from = start + open.len();
+                continue;
+            }
+            let Some(e) = lower[start..].find(close) else {
+                links.push(start..lower.len());
+                break;
+            };
+            let end = start + e + close.len();
             links.push(start..end);
-            from = start + open.len();
+            from = end;
         }
     }
+    links.sort_by_key(|l| l.start);
+    let in_link = |at: usize| {
+        // Links do not overlap (`<a>` inside an `mj-button` lies within it):
+        // the one that starts last before `at` is the only candidate, or
+        // the one before it when it is nested.
+        let k = links.partition_point(|l| l.start <= at);
+        links[..k].iter().rev().take(2).any(|l| l.contains(&at))
+    };
     lower
         .match_indices("click here")
-        .filter(|(at, _)| !links.iter().any(|l| l.contains(at)))
+        .filter(|(at, _)| !in_link(*at))
         .map(|(at, _)| Finding {
             line: lines.line(at),
             message: format!(
@@ -1123,6 +1154,52 @@ mod tests {
         assert_eq!(foreign_placeholders("[community]", &[]).len(), 0);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 2_000,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Any text, and text made of the pieces the scanners look for,
+        /// never panics (every slice is on a character boundary).
+        #[test]
+        fn no_text_makes_a_scanner_panic(
+            text in proptest::prop_oneof![
+                proptest::prelude::any::<String>(),
+                "(<mj-[a-z]{0,6}|<a|</a>|</mj-text>|<mj-text|<!--|-->|[ =\"'>/{}\\[\\]*|%$]|click here|\\{\\{|\\}\\}|é|\n){0,60}",
+            ]
+        ) {
+            let _ = validate(&text, 1);
+            let _ = foreign_placeholders(&text, &["name".into()]);
+            let _ = link_texts(&text);
+        }
+    }
+
+    #[test]
+    fn long_texts_without_closing_delimiters_stay_fast() {
+        for piece in [
+            "[",
+            "{",
+            "*|",
+            "%%",
+            "<a href=\"x\">",
+            "<mj-text>",
+            "click here ",
+        ] {
+            let text = piece.repeat(200_000 / piece.len());
+            let t = std::time::Instant::now();
+            let _ = validate(&text, 1);
+            let _ = foreign_placeholders(&text, &[]);
+            let _ = link_texts(&text);
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(5),
+                "{piece}: {:?}",
+                t.elapsed()
+            );
+        }
+    }
+
     #[test]
     fn vague_link_texts_with_lines() {
         let body = "<mj-text>\n<p>Read <a href=\"x\">the report</a>.</p>\n<p><a href=\"y\" style=\"c\"><b>Click here</b></a> or <a href=\"z\">more…</a></p>\n</mj-text>\n<mj-button href=\"w\">\n  Read more\n</mj-button><abbr>x</abbr>";
@@ -1135,7 +1212,7 @@ mod tests {
             "{f:#?}"
         );
         assert!(f[2].message.starts_with("the link text `Read more` says"));
-        let plain = "<mj-text>\n<p>Click here on January 25.</p>\n</mj-text>";
+        let plain = "<mj-text>\n<p><abbr>x</abbr>Click here on January 25.</a></p>\n</mj-text>";
         let f = link_texts(plain);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].line, 2);
