@@ -144,10 +144,16 @@ List-Unsubscribe: <https://example.org/u?e={{email}}>
       <mj-buton href=\"https://example.org\">Go</mj-buton>
       <mj-button href=\"https://example.org/more\" background-color=\"0b3d91\">Read more</mj-button>
     </mj-column></mj-section>
+    <mj-include path=\"footer.mjml\" />
   </mj-body>
 </mjml>
 ";
     let t = write(dir.path(), "t.mjml", template);
+    write(
+        dir.path(),
+        "footer.mjml",
+        "<mj-section><mj-column>\n  <mj-text padding=\"10\">Bye</mj-text>\n</mj-column></mj-section>\n",
+    );
     let c = write(dir.path(), "r.csv", "email,name\na@example.org,Ann\n");
     let r = run(&["check".as_ref(), t.as_os_str(), c.as_os_str()], None);
     r.expect_code(0);
@@ -164,7 +170,8 @@ List-Unsubscribe: <https://example.org/u?e={{email}}>
         "t.mjml:14: warning: `<mj-buton>` is not an MJML tag (did you mean `<mj-button>`?)",
         "t.mjml:15: warning: `background-color=\"0b3d91\"` on `<mj-button>`: not a colour MJML accepts",
         "t.mjml:15: warning: the link text `Read more` says nothing",
-        "checked 1 rows: 0 errors, 12 warnings, 0 notes",
+        "footer.mjml:2: warning: `padding=\"10\"` on `<mj-text>`: MJML accepts 1 to 4 values in px or % (or `0`), such as `10px 25px`",
+        "checked 1 rows: 0 errors, 13 warnings, 0 notes",
     ];
     for e in expected {
         assert!(r.stdout.contains(e), "missing `{e}` in\n{}", r.stdout);

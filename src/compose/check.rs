@@ -113,8 +113,9 @@ fn problem_of(e: &Error) -> Problem {
     }
 }
 
-/// What [`crate::compose::lint`] finds in the template's headers, MJML body
-/// and text sibling, as warnings at their lines in those files.
+/// What [`crate::compose::lint`] finds in the template's headers, MJML body,
+/// text sibling and included files, as warnings at their lines in those
+/// files.
 fn lint(t: &TemplateFile, columns: &[String], report: &mut CheckReport) {
     let path = t.path.display().to_string();
     let warn = |file: &str, line: usize, message: String| {
@@ -141,6 +142,18 @@ fn lint(t: &TemplateFile, columns: &[String], report: &mut CheckReport) {
         for f in lint::foreign_placeholders(text, columns) {
             found.push(warn(&text_path, f.line, f.message));
         }
+    }
+    for inc in &t.includes {
+        let inc_path = inc.path.display().to_string();
+        let findings = lint::validate(&inc.text, 1)
+            .into_iter()
+            .chain(lint::foreign_placeholders(&inc.text, columns))
+            .chain(lint::link_texts(&inc.text));
+        let mut in_file: Vec<Problem> = findings
+            .map(|f| warn(&inc_path, f.line, f.message))
+            .collect();
+        in_file.sort_by_key(|p| p.line);
+        found.extend(in_file);
     }
     found.into_iter().for_each(|p| report.push(p));
 }
