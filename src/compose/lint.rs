@@ -815,10 +815,21 @@ pub(crate) fn foreign_placeholders(text: &str, columns: &[String]) -> Vec<Findin
             rest.find('}')
                 .filter(|&e| b.get(i + e + 1) != Some(&b'}'))
                 .map(|e| (e + 1, &rest[1..e], "single braces"))
-        } else if b[i] == b'[' && (i == 0 || !matches!(b[i - 1], b'!' | b'[')) {
-            rest.find(']')
-                .map(|e| (e + 1, &rest[1..e], "square brackets"))
+        } else if let Some(after) = rest.strip_prefix("[[") {
+            after
+                .find("]]")
+                .map(|e| (e + 4, &after[..e], "double square brackets"))
                 .filter(|(_, inner, _)| is_name_field(inner, columns))
+        } else if b[i] == b'[' && (i == 0 || !matches!(b[i - 1], b'!' | b'[')) {
+            rest.find(']').and_then(|e| {
+                // Campaign Monitor writes `[firstname,fallback=friend]`.
+                let inner = &rest[1..e];
+                let name = match inner.split_once(',') {
+                    Some((name, f)) if f.trim_start().starts_with("fallback=") => name,
+                    _ => inner,
+                };
+                is_name_field(name, columns).then_some((e + 1, name, "square brackets"))
+            })
         } else {
             None
         };
@@ -1146,6 +1157,12 @@ mod tests {
             .ends_with("write `{{FNAME}}` for a column named `FNAME`"));
         assert!(f[1].message.starts_with("`{first_name}` looks like"));
         assert!(f[4].message.contains("`{{city}}`"), "{}", f[4].message);
+        let more = foreign_placeholders("Hi [[FIRSTNAME]] and [firstname,fallback=friend]!", &[]);
+        let written: Vec<_> = more
+            .iter()
+            .map(|f| f.message.split('`').nth(1).unwrap())
+            .collect();
+        assert_eq!(written, ["[[FIRSTNAME]]", "[firstname,fallback=friend]"]);
         // A CSV column in brackets is one too.
         assert_eq!(
             foreign_placeholders("[community]", &["community".into()]).len(),
