@@ -291,3 +291,30 @@ fn check_spam_without_spamassassin_says_so_and_exits_1() {
         r.stdout
     );
 }
+
+/// A contact with no name gets the template's fallback greeting, which
+/// must not be `Dear friend` (SpamAssassin's DEAR_FRIEND, 2.7 points).
+#[test]
+fn the_example_letter_to_a_nameless_contact_scores_zero_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = write(
+        dir.path(),
+        "r.csv",
+        "email,salutation,first_name,last_name,community,contact_id\nanon@example.org,,,,,c-2001\n",
+    );
+    let r = run(
+        &[
+            "check".as_ref(),
+            "--spam".as_ref(),
+            "templates/weremember.mjml".as_ref(),
+            c.as_os_str(),
+        ],
+        None,
+    );
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("row 1's letter scores 0.0 points"),
+        "{}",
+        r.stdout
+    );
+}
