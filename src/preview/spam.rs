@@ -170,7 +170,6 @@ fn parse(output: &str, row: usize) -> Option<Score> {
 const HINTS: &[(&str, &str)] = &[
     ("HTML_FONT_LOW_CONTRAST", "text in (nearly) the background's colour reads as hidden text: give every `color` a contrast with the `background-color` behind it"),
     ("FONT_INVIS_", "text a reader cannot see (white on white, or 1px): remove it or make it visible"),
-    ("HTML_FONT_SIZE_TINY", "text of 1-2px reads as hidden text: remove it or make it readable"),
     ("HTML_FONT_SIZE_HUGE", "very large text: use a heading of a normal size"),
     ("SUBJ_ALL_CAPS", "the Subject: header is in capitals: write it in sentence case"),
     ("SUBJ_", "the Subject: header: rephrase it plainly"),
@@ -197,7 +196,7 @@ const HINTS: &[(&str, &str)] = &[
     ("US_DOLLARS_", "large sums of money in the text: rephrase"),
     ("LOTS_OF_MONEY", "large sums of money in the text: rephrase"),
     ("ADVANCE_FEE_", "wording of advance-fee fraud (money, prizes, transfers): rephrase"),
-    ("FILL_THIS_FORM", "asks the reader to fill in a form: link to the form instead"),
+    ("FILL_THIS_FORM_", "asks the reader to fill in a form: link to the form instead"),
     ("T_REMOTE_IMAGE", "the letter loads remote images"),
 ];
 
@@ -233,6 +232,52 @@ mod tests {
  1.0 SOME_NEW_RULE          Something else
 
 ";
+
+    /// Every name in [`HINTS`] is a rule (or, ending in `_`, the prefix of
+    /// rules) of the SpamAssassin that `.ci/setup` installs.
+    #[test]
+    fn hints_name_real_spamassassin_rules() {
+        let dir = std::path::Path::new("/usr/share/spamassassin");
+        let files = std::fs::read_dir(dir).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run .ci/setup (as root) to install SpamAssassin",
+                dir.display()
+            )
+        });
+        let mut rules = std::collections::BTreeSet::new();
+        for f in files {
+            let path = f.unwrap().path();
+            if path.extension().is_some_and(|x| x == "cf") {
+                let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+                for line in text.lines() {
+                    let mut words = line.split_whitespace();
+                    if let (
+                        Some(
+                            "describe" | "score" | "body" | "header" | "meta" | "rawbody" | "uri"
+                            | "full" | "mimeheader",
+                        ),
+                        Some(name),
+                    ) = (words.next(), words.next())
+                    {
+                        rules.insert(name.to_string());
+                    }
+                }
+            }
+        }
+        assert!(
+            rules.contains("HTML_FONT_LOW_CONTRAST"),
+            "{} rules",
+            rules.len()
+        );
+        for (name, _) in HINTS {
+            let known = if name.ends_with('_') {
+                rules.iter().any(|r| r.starts_with(name))
+            } else {
+                rules.contains(*name)
+            };
+            assert!(known, "{name} is not a SpamAssassin rule");
+        }
+    }
 
     #[test]
     fn reads_the_last_report_with_continued_descriptions() {
