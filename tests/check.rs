@@ -152,7 +152,7 @@ List-Unsubscribe: <https://example.org/u?e={{email}}>
     write(
         dir.path(),
         "footer.mjml",
-        "<mj-section><mj-column>\n  <mj-text padding=\"10\">Bye</mj-text>\n</mj-column></mj-section>\n",
+        "<mj-section><mj-column>\n  <mj-text padding=\"10\">Bye</mj-text>\n  <p>Lost</p>\n</mj-column></mj-section>\n",
     );
     let c = write(dir.path(), "r.csv", "email,name\na@example.org,Ann\n");
     let r = run(&["check".as_ref(), t.as_os_str(), c.as_os_str()], None);
@@ -171,7 +171,8 @@ List-Unsubscribe: <https://example.org/u?e={{email}}>
         "t.mjml:15: warning: `background-color=\"0b3d91\"` on `<mj-button>`: not a colour MJML accepts",
         "t.mjml:15: warning: the link text `Read more` says nothing",
         "footer.mjml:2: warning: `padding=\"10\"` on `<mj-text>`: MJML accepts 1 to 4 values in px or % (or `0`), such as `10px 25px`",
-        "checked 1 rows: 0 errors, 13 warnings, 0 notes",
+        "footer.mjml:3: warning: `<p>` is HTML where MJML expects its own tags: MJML leaves it out of the letter with all it holds (mrml, which renders here, keeps it); put it inside an mj-text, or an mj-raw",
+        "checked 1 rows: 0 errors, 14 warnings, 0 notes",
     ];
     for e in expected {
         assert!(r.stdout.contains(e), "missing `{e}` in\n{}", r.stdout);

@@ -54,8 +54,10 @@ const ENDING_TAGS: &[&str] = &[
     "mj-html-attribute",
 ];
 
-/// Every MJML tag scanned: MJML tags (`mjml`, `mj-…`) outside the content of
-/// [`ENDING_TAGS`] and outside comments. Closing tags are not listed.
+/// Every tag in MJML's structure, outside the content of [`ENDING_TAGS`]
+/// and outside comments: MJML tags (`mjml`, `mj-…`), and the outermost HTML
+/// tags where MJML expects its own (MJML leaves those out, with all they
+/// hold; see [`is_mjml`]). Closing tags are not listed.
 pub(crate) fn scan(mjml: &str) -> Vec<Tag<'_>> {
     let b = mjml.as_bytes();
     let line_at = LineIndex::new(mjml);
@@ -80,7 +82,8 @@ pub(crate) fn scan(mjml: &str) -> Vec<Tag<'_>> {
             .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
             .unwrap_or(rest.len());
         let name = &rest[..name_len];
-        if name != "mjml" && !name.starts_with("mj-") {
+        if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            // `< b`, `<!DOCTYPE`, `<?xml`: not an element.
             i = start + 1;
             continue;
         }
@@ -98,9 +101,51 @@ pub(crate) fn scan(mjml: &str) -> Vec<Tag<'_>> {
         if !self_closing && ENDING_TAGS.contains(&name) {
             let closing = format!("</{name}");
             i = mjml[end..].find(&closing).map_or(b.len(), |e| end + e);
+        } else if !self_closing && !is_mjml(name) && !VOID.contains(&name) {
+            i = html_end(mjml, end, name);
         }
     }
     out
+}
+
+/// Whether a tag name is MJML's (`mjml`, `mj-…`) rather than HTML.
+pub(crate) fn is_mjml(name: &str) -> bool {
+    name == "mjml" || name.starts_with("mj-")
+}
+
+/// HTML elements without content.
+const VOID: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+    "wbr",
+];
+
+/// Where the HTML element `name` opened before `from` ends: just after its
+/// matching `</name>`, counting nested elements of the same name; the end
+/// of `s` when it is not closed.
+fn html_end(s: &str, from: usize, name: &str) -> usize {
+    let (open, close) = (format!("<{name}"), format!("</{name}"));
+    let mut depth = 1;
+    let mut i = from;
+    while let Some(k) = s[i..].find('<') {
+        let at = i + k;
+        let rest = &s[at..];
+        let boundary = |after: usize| {
+            rest[after..]
+                .chars()
+                .next()
+                .is_none_or(|c| c.is_whitespace() || c == '>' || c == '/')
+        };
+        if rest.starts_with(&close) && boundary(close.len()) {
+            depth -= 1;
+            if depth == 0 {
+                return s[at..].find('>').map_or(s.len(), |e| at + e + 1);
+            }
+        } else if rest.starts_with(&open) && boundary(open.len()) {
+            depth += 1;
+        }
+        i = at + 1;
+    }
+    s.len()
 }
 
 /// The attributes of a tag from `from` (just after its name) to its `>`:
@@ -598,6 +643,18 @@ pub(crate) fn validate(body: &str, first_line: usize) -> Vec<Finding> {
     let mut out = Vec::new();
     let at = |line: usize| first_line + line - 1;
     for tag in scan(body) {
+        if !is_mjml(tag.name) {
+            out.push(Finding {
+                line: at(tag.line),
+                message: format!(
+                    "`<{}>` is HTML where MJML expects its own tags: MJML leaves it out of the \
+                     letter with all it holds (mrml, which renders here, keeps it); put it \
+                     inside an mj-text, or an mj-raw",
+                    tag.name
+                ),
+            });
+            continue;
+        }
         let Some(known) = allowed(tag.name).map(|a| a.collect::<Vec<_>>()) else {
             let hint = closest(tag.name, COMPONENTS.iter().map(|(n, _)| *n))
                 .map(|n| format!(" (did you mean `<{n}>`?)"))
@@ -1088,6 +1145,23 @@ mod tests {
         );
         let tags = scan(mjml);
         assert_eq!(duplicates(&tags[4]).len(), 1);
+    }
+
+    #[test]
+    fn html_where_mjml_expects_its_own_tags_is_reported_once_per_element() {
+        let mjml = "<mjml><mj-body><mj-section><mj-column>\n<div class=\"a\"><div><b>x</b></div>\n<p>y</p></div>\n<br/>\n<mj-text><p>fine</p></mj-text>\n</mj-column></mj-section></mj-body></mjml>";
+        let f = validate(mjml, 10);
+        let got: Vec<_> = f
+            .iter()
+            .map(|f| (f.line, f.message.split(':').next().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (11, "`<div>` is HTML where MJML expects its own tags"),
+                (13, "`<br>` is HTML where MJML expects its own tags")
+            ]
+        );
     }
 
     #[test]
