@@ -130,6 +130,11 @@ pub struct CheckArgs {
     /// Print the report as JSON on standard output.
     #[arg(long)]
     pub json: bool,
+    /// Also score the first good row's letter with SpamAssassin, offline
+    /// (`spamassassin -L`), and list each rule that fired with its points
+    /// and what in the template causes it. Exit 5 when it scores as spam.
+    #[arg(long)]
+    pub spam: bool,
 }
 
 #[derive(Debug, Args)]

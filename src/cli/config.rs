@@ -68,6 +68,8 @@ pub struct RenderConfig {
 pub struct CheckConfig {
     pub source: Source,
     pub json: bool,
+    /// `--spam`: score a sample letter with SpamAssassin.
+    pub spam: bool,
 }
 
 impl CheckConfig {
@@ -75,6 +77,7 @@ impl CheckConfig {
         Ok(CheckConfig {
             source: Source::from_args(&args.input)?,
             json: args.json,
+            spam: args.spam,
         })
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use crate::compose::pieces::{self, Pieces};
 use handlebars::{Context, Handlebars};
 
-use crate::compose::message::{Mailbox, Parts};
+use crate::compose::message::{ListId, Mailbox, Parts};
 use crate::compose::recipients::{Columns, Limits, Recipient};
 use crate::compose::template::{include_root, TemplateFile, Variable};
 use crate::compose::text;
@@ -249,6 +249,7 @@ fn render_mjml(
     parsed
         .element
         .render(&render_options())
+        .map(|html| crate::compose::preheader::rewrite(&html))
         .map_err(|e| (1, format!("MJML render error: {e}")))
 }
 
@@ -381,6 +382,11 @@ impl Campaign {
                     }
                 }
             }
+            // Every row would fail alike.
+            if let (Some(value), "List-Id") = (&literal, h.name.as_str()) {
+                ListId::parse(value)
+                    .map_err(|m| template.error(h.line, format!("List-Id: {m}"), false))?;
+            }
             let mut uris = 0;
             if h.name == "List-Unsubscribe" {
                 // `x:x` keeps the scheme check: `{{url}}` (percent-encoded)
@@ -473,6 +479,7 @@ impl Campaign {
         let mut reply_to = None;
         let mut subject = String::new();
         let mut list_unsubscribe = None;
+        let mut list_id = None;
         let mut extra = Vec::new();
         let mut warnings = Vec::new();
         for h in &self.headers {
@@ -502,6 +509,11 @@ impl Campaign {
                         warnings.push(problem(None, "List-Unsubscribe has no https or mailto URL; one-click unsubscribe (RFC 8058) needs https".into()).with_severity(Severity::Warning));
                     }
                     list_unsubscribe = Some(v);
+                }
+                "List-Id" => {
+                    let l = ListId::parse(&value)
+                        .map_err(|m| problem(None, format!("List-Id: {m}")))?;
+                    list_id = Some(l);
                 }
                 _ => extra.push((name.clone(), value)),
             }
@@ -534,6 +546,7 @@ impl Campaign {
                 reply_to,
                 subject,
                 list_unsubscribe,
+                list_id,
                 extra,
                 text,
                 html,
@@ -1037,6 +1050,39 @@ mod tests {
         let e = c.unwrap_err().to_string();
         assert!(e.starts_with("t.mjml:4: "), "{e}");
         assert!(e.contains("{{{column}}}"), "{e}");
+    }
+
+    #[test]
+    fn list_id_comes_from_the_template_and_is_checked() {
+        let template = TEMPLATE.replace(
+            "X-Tag: fixed\n",
+            "List-Id: {{list}} <appeals.example.org>\n",
+        );
+        let (c, rows) = setup(
+            &template,
+            "email,name,cid,url,list\na@x.org,A,1,u,WJC Appeals\nb@x.org,B,2,u,W<JC>\n",
+        );
+        let c = c.unwrap();
+        let l = c.render(&rows[0]).unwrap().parts.list_id.unwrap();
+        assert_eq!(
+            (l.description.as_str(), l.id.as_str()),
+            ("WJC Appeals", "appeals.example.org")
+        );
+        let e = c.render(&rows[1]).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("List-Id: `W<JC> <appeals.example.org>` is not"),
+            "{e:?}"
+        );
+        let literal = TEMPLATE.replace("X-Tag: fixed\n", "List-Id: Appeals <appeals>\n");
+        let e = setup(&literal, "email,name,cid,url\na@x.org,A,1,u\n")
+            .0
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(": List-Id: the List-Id `<appeals>` must be a name under a domain"),
+            "{e}"
+        );
     }
 
     #[test]

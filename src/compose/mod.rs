@@ -7,8 +7,10 @@
 pub mod build;
 pub mod campaign;
 pub mod check;
+pub(crate) mod lint;
 pub mod message;
 mod pieces;
+mod preheader;
 pub mod recipients;
 pub mod stamp;
 pub mod template;

@@ -13,7 +13,14 @@ use crate::error::{Error, Result};
 /// Headers a template may set. Date, Message-ID, MIME-Version and the
 /// Content-* headers are letterpress's to write; Cc and Bcc would add
 /// recipients that the journal and `check` would not see.
-pub const ALLOWED_HEADERS: &[&str] = &["From", "To", "Reply-To", "Subject", "List-Unsubscribe"];
+pub const ALLOWED_HEADERS: &[&str] = &[
+    "From",
+    "To",
+    "Reply-To",
+    "Subject",
+    "List-Unsubscribe",
+    "List-Id",
+];
 
 /// The helpers `Handlebars::new()` registers (handlebars 6, without the
 /// `string_helpers` feature); letterpress registers none of its own. Any

@@ -213,6 +213,7 @@ mod tests {
             reply_to: None,
             subject: "Cześć".into(),
             list_unsubscribe: Some("<https://example.org/u>".into()),
+            list_id: None,
             extra: vec![("X-Campaign".into(), "c1".into())],
             text: String::new(),
             html: String::new(),
