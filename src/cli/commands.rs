@@ -201,11 +201,12 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
 /// `letterpress check`.
 pub fn check(config: &CheckConfig) -> Result<u8> {
     let source = &config.source;
-    let report = crate::compose::check::check(
+    let report = crate::compose::check::check_with(
         &source.template,
         &source.recipients,
         source.delimiter,
         source.limits,
+        source.attach,
     );
     let mut out = std::io::stdout().lock();
     if config.json {
