@@ -672,10 +672,7 @@ impl Tally {
                 Problem::new(
                     severity,
                     csv,
-                    format!(
-                        "the biggest letter takes {} (row {row}); {verdict}",
-                        show_size(size)
-                    ),
+                    format!("the biggest letter takes {}; {verdict}", show_size(size)),
                 )
                 .at_row(row),
             );
