@@ -271,7 +271,7 @@ pub fn copy_path(p: &Payload) -> String {
 
 /// The HTML with each `cid:` image pointing to its copy in the folder (the
 /// letter's own HTML, borrowed, when it has no inline image).
-fn preview_html(out: &Built) -> Cow<'_, [u8]> {
+pub fn preview_html(out: &Built) -> Cow<'_, [u8]> {
     let html = &out.letter.parts.html;
     let mut inline = out.letter.files.iter().filter_map(|f| match &f.role {
         Role::Inline { cid } => Some((cid, &f.payload)),
