@@ -386,4 +386,17 @@ fn serve_shows_inline_images_and_links_attachments() {
     assert_eq!(code, 200);
     assert!(html.contains(&format!("src=\"{logo}\"")), "{html}");
     assert!(!html.contains("cid:"), "{html}");
+
+    // An edited attachment is picked up like an edited template.
+    write(dir.path(), "flyer.txt", "the new flyer");
+    let data = wait_for_body(s.port, "/manifest.js", "the new flyer", |b| {
+        !b.contains(&flyer)
+    });
+    let at = data.find("\"name\":\"flyer.txt\"").unwrap();
+    let h = data[at..].split("\"href\":\"").nth(1).unwrap();
+    let new = &h[..h.find('"').unwrap()];
+    assert_eq!(
+        get(s.port, &format!("/{new}")),
+        (200, "the new flyer".into())
+    );
 }

@@ -542,6 +542,42 @@ impl Plan {
     }
 }
 
+/// The files the template at `path` attaches or shows every letter (its
+/// literal `Attachment:` paths and the local `src` values of its body),
+/// for `serve` to watch. Found by scanning, not by compiling: a file too
+/// many does no harm, and one outside the folder is left out.
+pub fn watched(path: &Path) -> Vec<PathBuf> {
+    let Ok(template) = TemplateFile::load(path) else {
+        return Vec::new();
+    };
+    let Some(root) = include_root(path) else {
+        return Vec::new();
+    };
+    let mut rels: Vec<String> = template
+        .headers
+        .iter()
+        .filter(|h| h.name == ATTACHMENT && !h.value.contains("{{"))
+        .map(|h| h.value.trim().to_string())
+        .collect();
+    let body = &template.body;
+    let mut rest = body.as_str();
+    while let Some(at) = rest.find("src=\"") {
+        rest = &rest[at + 5..];
+        let value = &rest[..rest.find('"').unwrap_or(rest.len())];
+        if inline::is_local(value) {
+            rels.push(value.to_string());
+        }
+    }
+    rels.into_iter()
+        .filter(|rel| {
+            Path::new(rel)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        })
+        .map(|rel| root.join(rel))
+        .collect()
+}
+
 /// The line of the template body where `path` is written (the first
 /// line of the body when it cannot be found, say because it was escaped).
 fn body_line(template: &TemplateFile, path: &str) -> usize {

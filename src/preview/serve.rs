@@ -131,7 +131,7 @@ fn render(source: &Source, clock: Clock) -> Result<(Rendered, Summary)> {
 }
 
 /// The files a render reads: the template, its `.txt` sibling, the
-/// contacts, then the files the template includes.
+/// contacts, then the files the template includes, attaches and shows.
 fn watched(source: &Source) -> Vec<PathBuf> {
     let mut files = vec![
         source.template.clone(),
@@ -139,6 +139,7 @@ fn watched(source: &Source) -> Vec<PathBuf> {
         PathBuf::from(&source.recipients),
     ];
     files.extend(included_files(&source.template));
+    files.extend(crate::compose::attach::watched(&source.template));
     files
 }
 
