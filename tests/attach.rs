@@ -10,7 +10,7 @@ use crate::common::*;
 const TEMPLATE: &str = "From: Sender <s@example.org>
 Subject: Hello {{name}}
 Attachment: files/programme.pdf
-Attachment: files/Zaświadczenie łódzkie.pdf
+Attachment: files/Zaświadczenie o udziale w obchodach — Łódź, styczeń 2021.pdf
 Attachment: receipts/{{contact_id}}.pdf
 
 <mjml><mj-body><mj-section><mj-column>
@@ -35,7 +35,11 @@ fn campaign(dir: &Path, rows: &str) -> (PathBuf, PathBuf) {
         std::fs::create_dir_all(camp.join(sub)).unwrap();
     }
     write(&camp, "files/programme.pdf", noise(1, 5000));
-    write(&camp, "files/Zaświadczenie łódzkie.pdf", noise(2, 300));
+    write(
+        &camp,
+        "files/Zaświadczenie o udziale w obchodach — Łódź, styczeń 2021.pdf",
+        noise(2, 300),
+    );
     write(&camp, "images/logo.png", noise(3, 700));
     write(&camp, "images/seal.gif", noise(4, 90));
     write(&camp, "receipts/c1.pdf", noise(5, 1234));
@@ -184,10 +188,12 @@ fn letters_parse_back_to_the_mime_tree_with_every_file_in_place() {
                     hex(&file("files/programme.pdf"))
                 ],
                 [
-                    "Zaświadczenie łódzkie.pdf",
+                    "Zaświadczenie o udziale w obchodach — Łódź, styczeń 2021.pdf",
                     "application/pdf",
                     "attachment",
-                    hex(&file("files/Zaświadczenie łódzkie.pdf"))
+                    hex(&file(
+                        "files/Zaświadczenie o udziale w obchodach — Łódź, styczeń 2021.pdf"
+                    ))
                 ],
                 [
                     format!("{receipt}.pdf"),

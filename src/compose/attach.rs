@@ -325,7 +325,7 @@ impl Plan {
                     template.error(
                         h.line,
                         format!(
-                            "{}; every letter carries it",
+                            "{}; every letter carries it: add the file, or remove this line",
                             r.message("the attachment", &value)
                         ),
                         false,
@@ -352,8 +352,16 @@ impl Plan {
                     false,
                 ));
             }
-            plan.share(&src.path)
-                .map_err(|r| template.error(line, r.message("the image", &src.path), false))?;
+            plan.share(&src.path).map_err(|r| {
+                template.error(
+                    line,
+                    format!(
+                        "{}; add the file, or give the image an https:// URL",
+                        r.message("the image", &src.path)
+                    ),
+                    false,
+                )
+            })?;
         }
         Ok(plan)
     }
