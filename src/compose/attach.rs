@@ -729,6 +729,56 @@ impl Tally {
 mod tests {
     use super::*;
 
+    /// Two rows through a plan: (letter files, html) for each.
+    fn two_letters(dir: &Path, header: &str, html: &str) -> Vec<(Vec<File>, String)> {
+        let source = format!("From: S <s@example.org>\nSubject: Hi\n{header}\n\n<mjml></mjml>\n");
+        let t = TemplateFile::parse(&dir.join("t.mjml"), &source, None).unwrap();
+        let plan = Plan::compile(&t, html, Options::default()).unwrap();
+        let mut r = crate::compose::recipients::Recipients::from_reader(
+            "r.csv".into(),
+            Box::new(std::io::Cursor::new(
+                b"email,f\na@x.org,a.pdf\nb@x.org,a.pdf\n".to_vec(),
+            )),
+            None,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        while let Some(row) = r.next_row().unwrap() {
+            let mut h = html.to_string();
+            let (files, _) = plan.files(&row.unwrap(), &mut h, "r.csv").unwrap();
+            out.push((files, h));
+        }
+        out
+    }
+
+    #[test]
+    fn a_shared_file_is_encoded_once_and_a_per_contact_one_per_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.pdf"), b"%PDF").unwrap();
+        std::fs::write(dir.path().join("i.png"), b"png").unwrap();
+        let html = r#"<img src="i.png"><img src="i.png"><img src="https://x.org/r.png">"#;
+        let l = two_letters(dir.path(), "Attachment: a.pdf", html);
+        // The very same encoded bytes in both letters: read once.
+        assert!(Arc::ptr_eq(&l[0].0[1].payload, &l[1].0[1].payload));
+        assert!(Arc::ptr_eq(&l[0].0[0].payload, &l[1].0[0].payload));
+        // One part for the image shown twice, both references rewritten.
+        assert_eq!(l[0].0.len(), 2);
+        let Role::Inline { cid } = &l[0].0[0].role else {
+            panic!("{:?}", l[0].0[0].role)
+        };
+        assert_eq!(l[0].1.matches(&format!("src=\"cid:{cid}\"")).count(), 2);
+        assert!(l[0].1.contains("https://x.org/r.png"));
+        // The same file through a placeholder: read for each letter, but
+        // the shared copy when the template also names it.
+        let l = two_letters(dir.path(), "Attachment: {{f}}", "");
+        assert!(!Arc::ptr_eq(&l[0].0[0].payload, &l[1].0[0].payload));
+        assert_eq!(l[0].0[0].payload, l[1].0[0].payload);
+        let l = two_letters(dir.path(), "Attachment: a.pdf\nAttachment: {{f}}", "");
+        assert!(Arc::ptr_eq(&l[0].0[0].payload, &l[1].0[0].payload));
+        // ... and it is not attached twice.
+        assert_eq!(l[0].0.len(), 1);
+    }
+
     #[test]
     fn base64_lines_are_76_and_decode() {
         use base64::Engine as _;
