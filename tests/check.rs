@@ -13,9 +13,19 @@ fn the_example_campaign_is_clean() {
         None,
     );
     r.expect_code(0);
+    // The one note: the size of the biggest letter, which carries the two
+    // calendar files.
     assert!(
         r.stdout
-            .contains("checked 12 rows: 0 errors, 0 warnings, 0 notes"),
+            .contains("checked 12 rows: 0 errors, 0 warnings, 1 notes"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("recipients.example.csv: note: row 4: the biggest letter takes ")
+            && r.stdout
+                .contains(" bytes; all within the 10 MB many relays take and Gmail's 25 MB"),
         "{}",
         r.stdout
     );
@@ -41,7 +51,8 @@ fn finds_every_problem_planted_in_a_bad_csv() {
         "bad.csv:8: error: row 6: has 4 fields, the header has 7",
         "bad.csv:9: error: row 7, column `first_name`: is not valid UTF-8",
         "bad.csv:10: warning: row 8: the HTML is",
-        "checked 9 rows: 5 errors, 2 warnings, 1 notes",
+        "bad.csv: note: row 8: the biggest letter takes",
+        "checked 9 rows: 5 errors, 2 warnings, 2 notes",
     ];
     for e in expected {
         assert!(r.stdout.contains(e), "missing `{e}` in\n{}", r.stdout);
@@ -204,9 +215,10 @@ fn the_example_letter_scores_zero_in_spamassassin() {
         r.stdout
     );
     assert!(!r.stdout.contains("SpamAssassin "), "{}", r.stdout);
+    // The one note is the size of the biggest letter.
     assert!(
         r.stdout
-            .contains("checked 12 rows: 0 errors, 0 warnings, 0 notes"),
+            .contains("checked 12 rows: 0 errors, 0 warnings, 1 notes"),
         "{}",
         r.stdout
     );

@@ -53,8 +53,16 @@ fn example_campaign_writes_three_files_per_contact_and_a_manifest() {
         r.stdout
     );
     let files = tree(&out);
-    // ... plus manifest.json and the gallery (index.html, manifest.js).
-    assert_eq!(files.len(), example_rows() * 3 + 3);
+    // ... plus manifest.json, the gallery (index.html, manifest.js) and
+    // one copy of each calendar file the letters carry, for its links.
+    assert_eq!(files.len(), example_rows() * 3 + 3 + 2);
+    assert_eq!(
+        files
+            .iter()
+            .filter(|(n, _)| n.starts_with("files/"))
+            .count(),
+        2
+    );
     for ext in ["eml", "html", "txt"] {
         assert_eq!(
             files
@@ -143,6 +151,7 @@ struct Parsed {
     subject: String,
     text: String,
     html: String,
+    attachments: Vec<String>,
 }
 
 fn parse_with_mail_parser(eml: &[u8]) -> Parsed {
@@ -150,9 +159,20 @@ fn parse_with_mail_parser(eml: &[u8]) -> Parsed {
     let msg = mail_parser::MessageParser::default()
         .parse(eml)
         .expect("parses");
+    // A letter with files is multipart/mixed around the
+    // multipart/alternative (tests/attach.rs checks the whole tree).
+    let attachments: Vec<String> = msg
+        .attachments()
+        .map(|a| a.attachment_name().unwrap_or("").to_string())
+        .collect();
     let ctype = msg.root_part().content_type().unwrap();
     assert_eq!(ctype.ctype(), "multipart");
-    assert_eq!(ctype.subtype(), Some("alternative"));
+    let want = if attachments.is_empty() {
+        "alternative"
+    } else {
+        "mixed"
+    };
+    assert_eq!(ctype.subtype(), Some(want));
     assert_eq!(msg.text_body.len(), 1);
     assert_eq!(msg.html_body.len(), 1);
     let to = msg.to().unwrap().first().unwrap();
@@ -162,6 +182,7 @@ fn parse_with_mail_parser(eml: &[u8]) -> Parsed {
         subject: msg.subject().unwrap().to_string(),
         text: msg.body_text(0).unwrap().replace("\r\n", "\n"),
         html: msg.body_html(0).unwrap().replace("\r\n", "\n"),
+        attachments,
     }
 }
 
@@ -181,6 +202,14 @@ fn every_message_parses_back_to_the_csv_values() {
         assert_eq!(p.to_addr, &row[0]);
         assert_eq!(p.to_name, format!("{} {}", &row[2], &row[3]));
         assert_eq!(p.subject, "Join our #WeRemember Campaign");
+        // The two invitations of the example letter.
+        assert_eq!(
+            p.attachments,
+            [
+                "lest-we-forget-2021-01-25.ics",
+                "auschwitz-commemoration-2021-01-27.ics"
+            ]
+        );
         assert_eq!(
             p.html,
             std::fs::read_to_string(out.join(format!("{stem}.html"))).unwrap()
@@ -208,7 +237,8 @@ out = pathlib.Path(sys.argv[1])
 res = {}
 for p in sorted(out.glob("*.eml")):
     m = email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
-    assert m.get_content_type() == "multipart/alternative", p
+    assert m.get_content_type() == "multipart/mixed", p
+    assert m.get_payload()[0].get_content_type() == "multipart/alternative", p
     to = m["To"].addresses[0]
     res[p.stem] = {
         "to_name": to.display_name, "to_addr": to.addr_spec, "subject": str(m["Subject"]),

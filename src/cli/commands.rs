@@ -203,11 +203,12 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
 /// `letterpress check`, and with `--spam` the sample letter's score.
 pub fn check(config: &CheckConfig) -> Result<u8> {
     let source = &config.source;
-    let mut report = crate::compose::check::check(
+    let mut report = crate::compose::check::check_with(
         &source.template,
         &source.recipients,
         source.delimiter,
         source.limits,
+        source.attach,
     );
     let spam = if config.spam {
         spam_check(&mut report, source)

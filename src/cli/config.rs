@@ -159,6 +159,10 @@ impl Source {
                 header: input.max_header_size,
                 message: input.max_message_size,
             },
+            attach: crate::compose::attach::Options {
+                missing: input.missing_attachment,
+                inline: input.inline_images,
+            },
         })
     }
 }

@@ -25,6 +25,8 @@ pub struct Source {
     pub delimiter: Option<u8>,
     /// How big a value, a header block and a message may be.
     pub limits: Limits,
+    /// `--missing-attachment` and `--inline-images`.
+    pub attach: crate::compose::attach::Options,
 }
 
 impl Source {
@@ -36,8 +38,8 @@ impl Source {
             crate::compose::recipients::Recipients::open(&self.recipients, self.delimiter)?
                 .limited(self.limits.value);
         let name = recipients.name().to_string();
-        let campaign =
-            Campaign::compile(template, recipients.columns(), &name)?.limited(self.limits);
+        let campaign = Campaign::compile_with(template, recipients.columns(), &name, self.attach)?
+            .limited(self.limits);
         Ok((campaign, recipients))
     }
 }
@@ -70,6 +72,8 @@ pub struct Campaign {
     csv: String,
     /// Checked by the build step ([`crate::compose::build::Builder::build`]).
     limits: Limits,
+    /// The attachments and inline images, shared files already encoded.
+    files: crate::compose::attach::Plan,
 }
 
 impl std::fmt::Debug for Campaign {
@@ -106,6 +110,9 @@ pub struct Letter {
     /// deterministic [`crate::compose::message::Stamp`].
     pub fingerprint: u128,
     pub warnings: Vec<Problem>,
+    /// Attachments and inline images, added by the build step (empty when
+    /// just merged).
+    pub files: Vec<crate::compose::attach::File>,
 }
 
 /// The variables of `template` that are not columns, each an error naming
@@ -267,6 +274,17 @@ impl Campaign {
     /// `"Lee, Ann" <a@x.org>`, keep working, and the verdict is the same for
     /// every list.
     pub fn compile(template: TemplateFile, columns: &Columns, csv: &str) -> Result<Campaign> {
+        Self::compile_with(template, columns, csv, Default::default())
+    }
+
+    /// [`Campaign::compile`] with attachment options other than the
+    /// defaults.
+    pub fn compile_with(
+        template: TemplateFile,
+        columns: &Columns,
+        csv: &str,
+        attach: crate::compose::attach::Options,
+    ) -> Result<Campaign> {
         let vars = template.variables()?;
         if let Some(e) = missing(&template, &vars, columns, csv).into_iter().next() {
             return Err(e);
@@ -325,6 +343,9 @@ impl Campaign {
         uri.register_escape_fn(crate::compose::message::percent_encode);
         let mut headers = Vec::new();
         for h in &template.headers {
+            if h.name == crate::compose::template::ATTACHMENT {
+                continue;
+            }
             let key = format!("h:{}", h.name);
             let registry = if h.name == "List-Unsubscribe" {
                 &mut uri
@@ -405,7 +426,15 @@ impl Campaign {
             });
         }
         let used = vars.into_iter().map(|v| v.name).collect();
-        let hash = xxhash_rust::xxh3::xxh3_128(template.source.as_bytes());
+        let files = crate::compose::attach::Plan::compile(&template, &html_template, attach)?;
+        let mut hash = xxhash_rust::xxh3::xxh3_128(template.source.as_bytes());
+        // A changed shared file is a changed letter (as a changed include).
+        if files.shared().next().is_some() {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(&hash.to_le_bytes());
+            files.shared().for_each(|f| h.update(&f.sha256));
+            hash = h.digest128();
+        }
         Ok(Campaign {
             template,
             include_root,
@@ -421,6 +450,7 @@ impl Campaign {
             hash,
             csv: csv.to_string(),
             limits: Limits::default(),
+            files,
         })
     }
 
@@ -431,6 +461,11 @@ impl Campaign {
 
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// The campaign's attachments and inline images.
+    pub fn files(&self) -> &crate::compose::attach::Plan {
+        &self.files
     }
 
     /// The recipients file's name, as used in problems.
@@ -553,6 +588,7 @@ impl Campaign {
             },
             fingerprint,
             warnings,
+            files: Vec::new(),
         })
     }
 
@@ -917,8 +953,13 @@ mod tests {
 
     #[test]
     fn the_example_letter_stays_one_piece() {
+        // Without its calendar files, which lie beside the real template.
+        let template: String = include_str!("../../templates/weremember.mjml")
+            .split_inclusive('\n')
+            .filter(|l| !l.starts_with("Attachment:"))
+            .collect();
         let (c, _) = setup(
-            include_str!("../../templates/weremember.mjml"),
+            &template,
             "email,salutation,first_name,last_name,community,contact_id\n",
         );
         let c = c.unwrap();

@@ -172,6 +172,20 @@ pub fn check(
     delimiter: Option<u8>,
     limits: Limits,
 ) -> CheckReport {
+    check_with(template, recipients, delimiter, limits, Default::default())
+}
+
+/// [`check`] with the attachment options of the run to check
+/// (`--missing-attachment`, `--inline-images`).
+pub fn check_with(
+    template: &Path,
+    recipients: &str,
+    delimiter: Option<u8>,
+    limits: Limits,
+    attach: crate::compose::attach::Options,
+) -> CheckReport {
+    let template_path = template.to_path_buf();
+    let mut files = crate::compose::attach::Tally::default();
     let mut report = CheckReport::default();
     let template = match TemplateFile::load(template) {
         Ok(t) => Some(t),
@@ -206,7 +220,7 @@ pub fn check(
         lint(&t, columns.names(), &mut report);
         match missing_variables(&t, &columns, &csv) {
             Ok(missing) if !missing.is_empty() => missing.iter().for_each(|e| report.fatal(e)),
-            Ok(_) => match Campaign::compile(t, &columns, &csv) {
+            Ok(_) => match Campaign::compile_with(t, &columns, &csv, attach) {
                 Ok(c) => {
                     let c = c.limited(limits);
                     for col in c.unused_columns(&columns) {
@@ -256,8 +270,13 @@ pub fn check(
         }
         // Built as render and send build it: a header word too long for a
         // line is only found there.
+        if !c.files().is_empty() {
+            let to = c.recipient(&r).map(|m| m.address).unwrap_or_default();
+            files.missing(c.files(), &r, &to);
+        }
         match Builder::new(c, Clock::Fixed(0), 0).build(&r) {
             Ok(Built { letter, eml, .. }) => {
+                files.letter(r.row, eml.len(), &letter.files);
                 if report.sample.is_none() {
                     report.sample = Some((r.row, eml));
                 }
@@ -271,6 +290,11 @@ pub fn check(
                 letter.warnings.into_iter().for_each(|w| report.push(w));
             }
             Err(p) => report.push(p),
+        }
+    }
+    if campaign.is_some() {
+        for p in files.finish(&template_path, &csv) {
+            report.push(p);
         }
     }
     if report.rows == 0 && !report.fatal {

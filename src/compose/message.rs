@@ -311,6 +311,21 @@ const MAX_LINE: usize = 998;
 /// Builds the whole message (`.eml` bytes, CRLF line ends, all ASCII).
 pub fn build(parts: &Parts, stamp: &Stamp) -> Result<Vec<u8>, TooLong> {
     let boundary = stamp.boundary();
+    let mut head = head(parts, stamp)?;
+    let _ = write!(
+        head,
+        "Content-Type: multipart/alternative;\r\n boundary=\"{boundary}\"\r\n\r\n"
+    );
+    let mut out =
+        Vec::with_capacity(head.len() + (parts.text.len() + parts.html.len()) * 11 / 10 + 512);
+    out.extend_from_slice(head.as_bytes());
+    alternative(parts, &boundary, &mut out);
+    Ok(out)
+}
+
+/// The message's header block up to and including `MIME-Version`: the
+/// `Content-Type` line (and the body) are the caller's.
+pub(crate) fn head(parts: &Parts, stamp: &Stamp) -> Result<String, TooLong> {
     let mut head = String::with_capacity(1024);
     header(&mut head, "Date", &stamp.rfc5322_date())?;
     header(&mut head, "From", &encode_mailbox(&parts.from))?;
@@ -341,14 +356,12 @@ pub fn build(parts: &Parts, stamp: &Stamp) -> Result<Vec<u8>, TooLong> {
         header(&mut head, name, &encode_unstructured(value))?;
     }
     head.push_str("MIME-Version: 1.0\r\n");
-    let _ = write!(
-        head,
-        "Content-Type: multipart/alternative;\r\n boundary=\"{boundary}\"\r\n\r\n"
-    );
+    Ok(head)
+}
 
-    let mut out =
-        Vec::with_capacity(head.len() + (parts.text.len() + parts.html.len()) * 11 / 10 + 512);
-    out.extend_from_slice(head.as_bytes());
+/// The body of the `multipart/alternative` entity: the text part, the HTML
+/// part, and the closing delimiter of `boundary`.
+pub(crate) fn alternative(parts: &Parts, boundary: &str, out: &mut Vec<u8>) {
     for (kind, body) in [("plain", &parts.text), ("html", &parts.html)] {
         out.extend_from_slice(b"--");
         out.extend_from_slice(boundary.as_bytes());
@@ -357,13 +370,12 @@ pub fn build(parts: &Parts, stamp: &Stamp) -> Result<Vec<u8>, TooLong> {
         out.extend_from_slice(
             b"; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n",
         );
-        quoted_printable(body.as_bytes(), &mut out);
+        quoted_printable(body.as_bytes(), out);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"--");
     out.extend_from_slice(boundary.as_bytes());
     out.extend_from_slice(b"--\r\n");
-    Ok(out)
 }
 
 /// Appends `Name: value`, folded at spaces to about 78 columns.

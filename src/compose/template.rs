@@ -22,6 +22,11 @@ pub const ALLOWED_HEADERS: &[&str] = &[
     "List-Id",
 ];
 
+/// The header line that names a file to attach (see
+/// [`crate::compose::attach`]): not a header of the message, and the one
+/// name a template may give on several lines.
+pub const ATTACHMENT: &str = "Attachment";
+
 /// The helpers `Handlebars::new()` registers (handlebars 6, without the
 /// `string_helpers` feature); letterpress registers none of its own. Any
 /// other name called with arguments fails every row alike, so it is a
@@ -171,7 +176,7 @@ impl TemplateFile {
                 ));
             };
             let name = canonical_header(name.trim()).map_err(|m| fail(line_no, m))?;
-            if headers.iter().any(|h| h.name.eq_ignore_ascii_case(&name)) {
+            if name != ATTACHMENT && headers.iter().any(|h| h.name.eq_ignore_ascii_case(&name)) {
                 return Err(fail(line_no, format!("the `{name}` header is set twice")));
             }
             headers.push(HeaderLine {
@@ -561,6 +566,9 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 fn canonical_header(name: &str) -> std::result::Result<String, String> {
+    if name.eq_ignore_ascii_case(ATTACHMENT) {
+        return Ok(ATTACHMENT.to_string());
+    }
     if let Some(known) = ALLOWED_HEADERS
         .iter()
         .find(|h| h.eq_ignore_ascii_case(name))
