@@ -84,6 +84,8 @@ pub struct RenderConfig {
 pub struct CheckConfig {
     pub source: Source,
     pub json: bool,
+    /// `--spam`: score a sample letter with SpamAssassin.
+    pub spam: bool,
 }
 
 impl CheckConfig {
@@ -91,6 +93,7 @@ impl CheckConfig {
         Ok(CheckConfig {
             source: Source::from_args(&args.input)?,
             json: args.json,
+            spam: args.spam,
         })
     }
 }
@@ -192,6 +195,10 @@ impl Source {
                 value: input.max_value_size,
                 header: input.max_header_size,
                 message: input.max_message_size,
+            },
+            attach: crate::compose::attach::Options {
+                missing: input.missing_attachment,
+                inline: input.inline_images,
             },
         })
     }
