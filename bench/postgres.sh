@@ -12,6 +12,7 @@
 #
 #   bench/postgres.sh            # N=10000, ROUNDS=3
 #   N=3000 ROUNDS=1 bench/postgres.sh
+#   PG_OPTS="-c synchronous_commit=off" bench/postgres.sh   # server options
 #
 # Needs: a Rust toolchain, Postfix's smtp-sink and PostgreSQL
 # (/usr/lib/postgresql/*/bin: .ci/setup), python3.
