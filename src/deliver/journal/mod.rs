@@ -48,7 +48,8 @@ impl Location {
 }
 
 /// Opens the journal at `location` (see [`Mode`]; a PostgreSQL journal has
-/// no owner: `wait` and `full_sync` do not apply, every commit is durable).
+/// no owner: `wait` does not apply; `full_sync` waits for the flush of each
+/// commit to the server's disk).
 pub fn open(location: &Location, mode: Mode) -> Result<Box<dyn Journal>> {
     match location {
         Location::Sqlite(p) => Ok(Box::new(SqliteJournal::open(p, mode)?)),

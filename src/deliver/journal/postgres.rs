@@ -22,6 +22,12 @@
 //! in flight become ambiguous (never resent automatically, as after a crash
 //! with SQLite). A worker whose lease is lost stops sending.
 //!
+//! **Durability** follows `--journal-sync` as with SQLite: by default a
+//! commit returns once PostgreSQL has it (`synchronous_commit = off` for
+//! letterpress's session: safe against any sender dying, and a crash of
+//! the database server may lose its last fraction of a second of commits);
+//! with `--journal-sync`, once it is flushed to disk.
+//!
 //! **One campaign per database** (or per schema, with `options=-c
 //! search_path=…` in the URL). The tables are named `letterpress_*`; the
 //! schema version is in `letterpress_schema`, and a newer one is refused.
@@ -310,6 +316,23 @@ impl PgJournal {
             planning: AtomicBool::new(false),
             target: target.clone(),
         };
+        if let Mode::Send {
+            full_sync: false, ..
+        } = mode
+        {
+            // The durability of the SQLite journal's default: a commit is
+            // safe once PostgreSQL has it, whatever happens to the sender;
+            // a crash of the database server may lose the last fraction of
+            // a second (the WAL writer flushes every 200 ms), as a crash of
+            // the machine may with SQLite. --journal-sync waits for the
+            // flush of every commit.
+            journal.conn.run(
+                journal
+                    .conn
+                    .client
+                    .batch_execute("SET synchronous_commit = off"),
+            )?;
+        }
         if writes {
             journal.register()?;
         }
