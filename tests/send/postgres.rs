@@ -348,6 +348,17 @@ fn a_schema_of_a_newer_letterpress_is_refused() {
         "{}",
         out.stderr
     );
+    // A dry run reads it as an empty journal and makes no table.
+    let out = pg_send(&camp, &sink.url(), &empty, &["--dry-run"]);
+    out.expect_code(0);
+    assert_eq!(summary(&out)["planned"], 2);
+    assert_eq!(
+        pg.psql(
+            "nocampaign",
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'letterpress%'"
+        ),
+        "0"
+    );
 }
 
 #[test]

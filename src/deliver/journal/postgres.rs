@@ -274,7 +274,8 @@ pub struct PgJournal {
     lease: Option<Arc<Lease>>,
     heartbeat: Option<std::thread::JoinHandle<()>>,
     queue: Mutex<Queue>,
-    commit_stmt: Statement,
+    /// The write of the sending phase; prepared once the tables exist.
+    commit_stmt: Option<Statement>,
     /// The transaction of a plan is open.
     planning: AtomicBool,
     target: Target,
@@ -291,8 +292,10 @@ impl PgJournal {
                 "has no letterpress journal (no campaign was sent with it)",
             ));
         }
-        let commit_stmt = conn.run(conn.client.prepare(&format!(
-            "WITH fin AS (
+        let commit_stmt = version
+            .map(|_| {
+                conn.run(conn.client.prepare(&format!(
+                    "WITH fin AS (
                UPDATE letterpress_recipients r SET state = f.state, code = f.code,
                  reply = f.reply, updated = $8,
                  worker = CASE WHEN f.state = 'deferred' THEN r.worker END
@@ -304,7 +307,9 @@ impl PgJournal {
              FROM unnest($2::text[], $3::text[]) AS b(address, mid)
              WHERE r.address = b.address AND r.worker = $1 AND {LEASE_OK}
              RETURNING r.address"
-        )))?;
+                )))
+            })
+            .transpose()?;
         let mut journal = PgJournal {
             conn,
             mode,
@@ -510,10 +515,14 @@ impl PgJournal {
             l.sent.fetch_add(done, Ordering::Relaxed);
         }
         let c = &self.conn;
-        let rows = c.run(c.client.query(
-            &self.commit_stmt,
-            &[&self.worker(), &ba, &bm, &fa, &fs, &fc, &fr, &now()],
-        ))?;
+        let rows = c.run(
+            c.client.query(
+                self.commit_stmt
+                    .as_ref()
+                    .ok_or_else(|| refuse(&c.described, "has no tables (a bug in letterpress)"))?,
+                &[&self.worker(), &ba, &bm, &fa, &fs, &fc, &fr, &now()],
+            ),
+        )?;
         let begun: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
         Ok(ba
             .into_iter()
