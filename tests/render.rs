@@ -306,7 +306,7 @@ fn values_are_escaped_in_html_only() {
     .expect_code(0);
     let html = std::fs::read_to_string(out.join("0001-x_example.org.html")).unwrap();
     assert!(
-        html.contains("Dear Tom &amp; &lt;b&gt;Jerry&lt;/b&gt;,"),
+        html.contains("Dear <bdi>Tom &amp; &lt;b&gt;Jerry&lt;/b&gt;</bdi>,"),
         "{html}"
     );
     let text = std::fs::read_to_string(out.join("0001-x_example.org.txt")).unwrap();
@@ -815,7 +815,7 @@ fn mj_include_merges_the_included_file_and_stays_in_the_template_folder() {
     ] {
         let html = std::fs::read_to_string(out.join(file)).unwrap();
         assert!(
-            html.contains(&format!("Bye {name}, from the footer")),
+            html.contains(&format!("Bye <bdi>{name}</bdi>, from the footer")),
             "{file}: {html}"
         );
     }

@@ -115,7 +115,7 @@ fn serve_follows_edits_and_shows_a_template_error_until_it_is_fixed() {
     });
     assert!(data.contains("\"error\":null"), "{data}");
     let (_, letter) = get(port, "/0001-ann_example.org.html");
-    assert!(letter.contains("Dear Ann,"), "{letter}");
+    assert!(letter.contains("Dear <bdi>Ann</bdi>,"), "{letter}");
     assert_eq!(get(port, "/../../etc/passwd").0, 404);
 
     // An edit to the template: the served letters follow.
@@ -125,7 +125,7 @@ fn serve_follows_edits_and_shows_a_template_error_until_it_is_fixed() {
         SMALL_TEMPLATE.replace("Dear", "Dearest"),
     );
     wait_for_body(port, "/0001-ann_example.org.html", "the edit", |b| {
-        b.contains("Dearest Ann,")
+        b.contains("Dearest <bdi>Ann</bdi>,")
     });
     // An edit to the contacts, too.
     write(dir.path(), "r.csv", "email,name\nann@example.org,Annabel\n");
@@ -157,7 +157,7 @@ fn serve_follows_edits_and_shows_a_template_error_until_it_is_fixed() {
         SMALL_TEMPLATE.replace("Dear", "Dear dear"),
     );
     wait_for_body(port, "/0001-ann_example.org.html", "the fix", |b| {
-        b.contains("Dear dear Annabel,")
+        b.contains("Dear dear <bdi>Annabel</bdi>,")
     });
     assert!(get(port, "/manifest.js").1.contains("\"error\":null"));
 }
@@ -189,12 +189,12 @@ fn serve_follows_edits_to_an_included_file() {
         port,
         "/0001-ann_example.org.html",
         "the first render",
-        |b| b.contains("Bye Ann"),
+        |b| b.contains("Bye <bdi>Ann</bdi>"),
     );
     // Only the included file changes: the letters follow.
     write(dir.path(), "footer.mjml", footer("Farewell"));
     wait_for_body(port, "/0001-ann_example.org.html", "the edit", |b| {
-        b.contains("Farewell Ann")
+        b.contains("Farewell <bdi>Ann</bdi>")
     });
 }
 

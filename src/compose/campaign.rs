@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::compose::bidi;
 use crate::compose::pieces::{self, Pieces};
 use handlebars::{Context, Handlebars};
 
@@ -57,6 +58,8 @@ pub struct Campaign {
     /// a long one compiles in linear time (see [`Pieces`]).
     html_pieces: Pieces,
     plain: Handlebars<'static>,
+    /// The text part's registry: values bidi-isolated, not HTML-escaped.
+    text: Handlebars<'static>,
     text_pieces: Pieces,
     /// The `List-Unsubscribe` template, whose `{{…}}` values are
     /// percent-encoded (see [`Campaign::unsubscribe`]).
@@ -310,7 +313,9 @@ impl Campaign {
         }
         let mut html = Handlebars::new();
         html.set_strict_mode(true);
-        let html_pieces = Pieces::register(&mut html, "html", &html_template).map_err(|e| {
+        // Every merged value isolated once here, not per letter (bidi.rs).
+        let isolated = bidi::isolate_html(&html_template);
+        let html_pieces = Pieces::register(&mut html, "html", &isolated).map_err(|e| {
             template.error(
                 template.body_line,
                 format!(
@@ -334,7 +339,14 @@ impl Campaign {
         let mut plain = Handlebars::new();
         plain.set_strict_mode(true);
         plain.register_escape_fn(handlebars::no_escape);
-        let text_pieces = Pieces::register(&mut plain, "text", &text_template).map_err(|e| {
+        // The text part has a registry of its own: its values are isolated
+        // (FSI … PDI) where their direction differs from the letter's, which
+        // header values must never be.
+        let mut text = Handlebars::new();
+        text.set_strict_mode(true);
+        let base = bidi::Direction::default();
+        text.register_escape_fn(move |v| bidi::isolate_text(v, base));
+        let text_pieces = Pieces::register(&mut text, "text", &text_template).map_err(|e| {
             template.error(e.line, format!("text part: {}", e.reason), text_is_file)
         })?;
 
@@ -441,6 +453,7 @@ impl Campaign {
             html,
             html_pieces,
             plain,
+            text,
             text_pieces,
             uri,
             html_template,
@@ -606,7 +619,7 @@ impl Campaign {
         &self,
         ctx: &Context,
     ) -> std::result::Result<String, handlebars::RenderError> {
-        Ok(text::wrap(&self.text_pieces.render(&self.plain, ctx)?))
+        Ok(text::wrap(&self.text_pieces.render(&self.text, ctx)?))
     }
 
     /// The recipient's fields hashed with the campaign (see
@@ -793,7 +806,11 @@ impl Campaign {
                 })
             }
         };
-        let (a, b) = (decode_entities(&fast), decode_entities(&slow));
+        // The slow way never had the `<bdi>`s isolate_html adds.
+        let (a, b) = (
+            decode_entities(&bidi::strip_bdi(&fast)),
+            decode_entities(&bidi::strip_bdi(&slow)),
+        );
         if a != b {
             let at = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
             let near = |s: &str| {
@@ -900,7 +917,10 @@ mod tests {
     fn escapes_html_but_not_text_or_headers() {
         let (c, rows) = setup(TEMPLATE, "email,name\na@example.org,\"A&B <i>\"\n");
         let letter = c.unwrap().render(&rows[0]).unwrap();
-        assert!(letter.parts.html.contains("Dear A&amp;B &lt;i&gt;,"));
+        assert!(letter
+            .parts
+            .html
+            .contains("Dear <bdi>A&amp;B &lt;i&gt;</bdi>,"));
         assert!(letter.parts.text.contains("Dear A&B <i>,"));
         assert!(letter
             .parts
@@ -940,10 +960,13 @@ mod tests {
         assert!(c.html_pieces.len() > 1 && c.text_pieces.len() > 1);
         let ann = c.render(&rows[0]).unwrap().parts;
         let bob = c.render(&rows[1]).unwrap().parts;
-        assert_eq!(ann.html.matches("Ann ").count(), 10_000 - 3001);
-        assert_eq!(bob.html.matches("Bob ").count(), 10_000);
+        assert_eq!(ann.html.matches("<bdi>Ann</bdi> ").count(), 10_000 - 3001);
+        assert_eq!(bob.html.matches("<bdi>Bob</bdi> ").count(), 10_000);
         for i in [0, 199, 3201, 9999] {
-            assert!(ann.html.contains(&format!("Ann {i}<br")), "line {i}");
+            assert!(
+                ann.html.contains(&format!("<bdi>Ann</bdi> {i}<br")),
+                "line {i}"
+            );
             assert!(ann.text.contains(&format!("Ann {i}")), "line {i}");
         }
         assert!(!ann.html.contains("Ann 200<") && !ann.text.contains("Ann 3200"));
@@ -1221,7 +1244,12 @@ mod tests {
             Campaign::compile(TemplateFile::load(&path).unwrap(), r.columns(), "r.csv").unwrap();
         assert!(c.html_template().contains("Hi {{name}}"));
         c.verify(&rows[0]).unwrap();
-        assert!(c.render(&rows[0]).unwrap().parts.html.contains("Hi Ann"));
+        assert!(c
+            .render(&rows[0])
+            .unwrap()
+            .parts
+            .html
+            .contains("Hi <bdi>Ann</bdi>"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! writes files or reads the clock.
 
 pub mod attach;
+pub(crate) mod bidi;
 pub mod build;
 pub mod campaign;
 pub mod check;

@@ -91,7 +91,7 @@ fn cut_after(rest: &str) -> bool {
 }
 
 #[derive(Debug, PartialEq)]
-enum Kind {
+pub(crate) enum Kind {
     /// `{{#…}}` or `{{^…}}`: opens a block.
     Open,
     /// `{{/…}}`.
@@ -104,7 +104,7 @@ enum Kind {
 /// The tag at the start of `s` (which starts with `{{`), braces included:
 /// comments end at `--}}` or `}}`, other tags at the first `}}` outside a
 /// string literal.
-fn tag(s: &str) -> Option<&str> {
+pub(crate) fn tag(s: &str) -> Option<&str> {
     let inner = s[2..].trim_start_matches(['{', '~']);
     let len = if inner.starts_with("!--") {
         s.find("--}}")
@@ -134,7 +134,7 @@ fn tag(s: &str) -> Option<&str> {
     s.get(..len)
 }
 
-fn kind(tag: &str) -> Kind {
+pub(crate) fn kind(tag: &str) -> Kind {
     if tag.ends_with("~}}") || tag.ends_with("~}}}") {
         return Kind::Other;
     }

@@ -1,0 +1,221 @@
+//! Bidirectional isolation of merged values (Unicode UAX #9). A value whose
+//! direction differs from the letter's must not pull the text around it
+//! into its own run: in `Dear {{last_name}}, 2021 was` a Hebrew name would
+//! otherwise take the comma and the year with it ("Dear 2021 ,כהן was").
+//!
+//! The HTML template is rewritten once, at compile time: every plain value
+//! placeholder in text content is wrapped in `<bdi>…</bdi>`, so a letter
+//! costs nothing more. Placeholders inside tags (attributes), comments,
+//! `<head>`, `<style>`, `<script>`, `<title>` and `<textarea>` stay as they
+//! are. The text part has no markup: a value is isolated there with FSI …
+//! PDI (U+2068 … U+2069) by the text registry's escape function, and only
+//! when it holds a strong character of the other direction than the
+//! letter's (see [`isolate_text`]). Headers are never touched (RFC 2047
+//! words carry no direction marks). This file does no I/O.
+
+use crate::compose::pieces::{kind, tag, Kind};
+use unicode_bidi::BidiClass;
+
+/// FIRST STRONG ISOLATE and POP DIRECTIONAL ISOLATE.
+pub(crate) const FSI: char = '\u{2068}';
+pub(crate) const PDI: char = '\u{2069}';
+
+/// The base direction of a letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    #[default]
+    Ltr,
+    /// Chosen by a right-to-left variant's language, which is not wired
+    /// yet: only the tests build it for now.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Rtl,
+}
+
+/// Whether `c` is a strong right-to-left character (bidi class R or AL).
+fn is_rtl(c: char) -> bool {
+    matches!(unicode_bidi::bidi_class(c), BidiClass::R | BidiClass::AL)
+}
+
+/// Whether `value` holds a strong character of the direction opposite to
+/// `base`, the case where the value could reorder its neighbours.
+pub(crate) fn needs_isolation(value: &str, base: Direction) -> bool {
+    match base {
+        Direction::Ltr => value.chars().any(is_rtl),
+        Direction::Rtl => value
+            .chars()
+            .any(|c| unicode_bidi::bidi_class(c) == BidiClass::L),
+    }
+}
+
+/// A value for the text part: wrapped in FSI … PDI when it needs it.
+///
+/// Why only then, and not always as in the HTML: isolates are invisible
+/// characters that some plain-text readers (old terminals, a few webmail
+/// "show original" views) draw as boxes, and most values (a Latin name in
+/// an English letter) cannot reorder anything. A value of the other
+/// direction, the one case that does, gets them. A value that is all
+/// neutrals (digits, punctuation) takes the letter's direction and needs
+/// none.
+pub(crate) fn isolate_text(value: &str, base: Direction) -> String {
+    if needs_isolation(value, base) {
+        let mut s = String::with_capacity(value.len() + 6);
+        s.push(FSI);
+        s.push_str(value);
+        s.push(PDI);
+        s
+    } else {
+        value.to_string()
+    }
+}
+
+/// Elements whose content is raw text (or not shown): a `<bdi>` there
+/// would be text, not markup.
+const RAW: [&str; 5] = ["style", "script", "title", "textarea", "head"];
+
+/// The HTML template with every value placeholder in text content wrapped
+/// in `<bdi>…</bdi>`. Block helpers (`{{#if}}`, `{{/if}}`, `{{else}}`),
+/// comments and placeholders inside tags are left alone. Why always and not
+/// only where needed: the value is not known when the template compiles,
+/// and `<bdi>` around a value of the letter's direction changes nothing a
+/// reader sees.
+pub(crate) fn isolate_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() + html.matches("{{").count() * 11);
+    let b = html.as_bytes();
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        match b[i] {
+            b'<' if html[i..].starts_with("<!--") => {
+                i = html[i..].find("-->").map_or(b.len(), |e| i + e + 3);
+            }
+            b'<' => {
+                let end = tag_end(html, i);
+                let name: String = html[i + 1..end]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect::<String>()
+                    .to_ascii_lowercase();
+                i = end;
+                if RAW.contains(&name.as_str()) && !html[..end].ends_with("/>") {
+                    let close = format!("</{name}");
+                    let lower = html[i..].to_ascii_lowercase();
+                    i = lower.find(&close).map_or(b.len(), |e| i + e);
+                }
+            }
+            b'{' if html[i..].starts_with("{{") => {
+                let Some(t) = tag(&html[i..]) else {
+                    break;
+                };
+                if kind(t) == Kind::Simple {
+                    // Values next to each other (`{{title}} {{last_name}}`)
+                    // share one isolate: apart, two Hebrew words in an
+                    // English sentence would be laid out left to right.
+                    let mut end = i + t.len();
+                    loop {
+                        let gap = html[end..].len() - html[end..].trim_start_matches(' ').len();
+                        let next = &html[end + gap..];
+                        match next.starts_with("{{").then(|| tag(next)).flatten() {
+                            Some(n) if gap > 0 && kind(n) == Kind::Simple => end += gap + n.len(),
+                            _ => break,
+                        }
+                    }
+                    out.push_str(&html[copied..i]);
+                    out.push_str("<bdi>");
+                    out.push_str(&html[i..end]);
+                    out.push_str("</bdi>");
+                    copied = end;
+                    i = end;
+                } else {
+                    i += t.len();
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&html[copied..]);
+    out
+}
+
+/// The index just past the `>` that closes the tag opening at `start`,
+/// quotes and placeholders in attribute values skipped.
+fn tag_end(html: &str, start: usize) -> usize {
+    let b = html.as_bytes();
+    let mut quote = None;
+    let mut i = start + 1;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'"' || c == b'\'' => quote = Some(c),
+            None if c == b'{' && html[i..].starts_with("{{") => {
+                if let Some(t) = tag(&html[i..]) {
+                    i += t.len();
+                    continue;
+                }
+            }
+            None if c == b'>' => return i + 1,
+            None => {}
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+/// `html` without the `<bdi>` and `</bdi>` tags, for comparing a render
+/// with one that never had them (the safety net's per-recipient MJML).
+pub(crate) fn strip_bdi(html: &str) -> String {
+    html.replace("<bdi>", "").replace("</bdi>", "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_in_text_are_isolated_and_attributes_headers_and_blocks_are_not() {
+        let html = "<html><head><title>{{subject}}</title><style>a{color:red}</style></head>\
+                    <body><!-- {{c}} --><a href=\"{{url}}\" title='{{t}}'>Dear {{last_name}}, \
+                    {{#if x}}{{{raw}}}{{else}}{{a.b}}{{/if}}</a><img alt={{alt}}></body></html>";
+        let out = isolate_html(html);
+        assert_eq!(
+            out,
+            "<html><head><title>{{subject}}</title><style>a{color:red}</style></head>\
+             <body><!-- {{c}} --><a href=\"{{url}}\" title='{{t}}'>Dear <bdi>{{last_name}}</bdi>, \
+             {{#if x}}<bdi>{{{raw}}}</bdi>{{else}}<bdi>{{a.b}}</bdi>{{/if}}</a><img alt={{alt}}></body></html>"
+        );
+        assert_eq!(strip_bdi(&out), html);
+    }
+
+    #[test]
+    fn values_next_to_each_other_share_one_isolate() {
+        assert_eq!(
+            isolate_html("<p>Dear {{title}} {{last_name}}, {{a}}{{b}}</p>"),
+            "<p>Dear <bdi>{{title}} {{last_name}}</bdi>, <bdi>{{a}}</bdi><bdi>{{b}}</bdi></p>"
+        );
+    }
+
+    #[test]
+    fn a_placeholder_holding_a_gt_inside_a_tag_does_not_end_it() {
+        let html = "<p><a href=\"x\" {{#if a}}class='b'{{/if}}>{{n}}</a></p>";
+        assert_eq!(
+            isolate_html(html),
+            "<p><a href=\"x\" {{#if a}}class='b'{{/if}}><bdi>{{n}}</bdi></a></p>"
+        );
+    }
+
+    #[test]
+    fn text_values_are_isolated_only_against_the_letters_direction() {
+        assert_eq!(isolate_text("כהן", Direction::Ltr), "\u{2068}כהן\u{2069}");
+        assert_eq!(isolate_text("عباس", Direction::Ltr), "\u{2068}عباس\u{2069}");
+        assert_eq!(isolate_text("Breuer", Direction::Ltr), "Breuer");
+        assert_eq!(isolate_text("2021", Direction::Ltr), "2021");
+        assert_eq!(isolate_text("2021", Direction::Rtl), "2021");
+        assert_eq!(isolate_text("כהן", Direction::Rtl), "כהן");
+        assert_eq!(
+            isolate_text("Smith", Direction::Rtl),
+            "\u{2068}Smith\u{2069}"
+        );
+        assert_eq!(isolate_text("", Direction::Ltr), "");
+    }
+}
