@@ -12,3 +12,4 @@ mod render;
 mod send;
 mod serve;
 mod snapshot;
+mod suppress;

@@ -79,6 +79,20 @@ pub struct Input {
     pub inline_images: crate::compose::attach::InlineImages,
 }
 
+/// The suppression lists: shared by check, render and send.
+#[derive(Debug, Args)]
+pub struct SuppressArgs {
+    /// Never send to the addresses in FILE (repeatable): a CSV with an
+    /// `email` column (and `reason`: unsubscribed, bounced, complained …),
+    /// or one address a line. Addresses compare lower-cased.
+    #[arg(long, value_name = "FILE")]
+    pub suppress: Vec<PathBuf>,
+    /// In a --suppress file, an address with `soft-bounce` lines from this
+    /// many campaigns is suppressed like a hard bounce.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub soft_bounce_limit: usize,
+}
+
 fn size(s: &str) -> Result<usize, String> {
     crate::compose::recipients::parse_size(s)
 }
@@ -87,6 +101,8 @@ fn size(s: &str) -> Result<usize, String> {
 pub struct RenderArgs {
     #[command(flatten)]
     pub input: Input,
+    #[command(flatten)]
+    pub suppressed: SuppressArgs,
     /// The output folder; it must be empty or new, unless --force.
     #[arg(long, short, default_value = "out", value_name = "DIR")]
     pub out: PathBuf,
@@ -117,6 +133,10 @@ pub struct RenderArgs {
     /// (and remove the letters no longer rendered); exits 0.
     #[arg(long, requires = "check")]
     pub update: bool,
+    /// Also render the contacts a --suppress file lists (they are left
+    /// out by default, and named on stderr).
+    #[arg(long)]
+    pub include_suppressed: bool,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +157,8 @@ pub struct ServeArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub input: Input,
+    #[command(flatten)]
+    pub suppressed: SuppressArgs,
     /// Print the report as JSON on standard output.
     #[arg(long)]
     pub json: bool,
@@ -152,6 +174,8 @@ pub struct CheckArgs {
 pub struct SendArgs {
     #[command(flatten)]
     pub input: Input,
+    #[command(flatten)]
+    pub suppressed: SuppressArgs,
     /// The server: smtp://host:port (plain, for test servers on this
     /// machine), smtp://host:port?tls=required (STARTTLS), smtps://host:465
     /// (implicit TLS). An AUTH user may stand before the host (user@host);

@@ -67,6 +67,7 @@ fn progress_bar(config: &RenderConfig) -> indicatif::ProgressBar {
 /// `letterpress render`.
 pub fn render(config: &RenderConfig) -> Result<u8> {
     let (campaign, recipients) = config.source.open()?;
+    let recipients = leave_out_suppressed(config, &campaign, recipients)?;
     if let Some(dir) = &config.check {
         let report = crate::preview::snapshot::check(
             &crate::preview::snapshot::Options {
@@ -200,6 +201,48 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
     Ok(summary.exit_code())
 }
 
+/// Without `--include-suppressed`, the rows whose address a `--suppress`
+/// list holds are left out of `render` (each named on stderr): the list is
+/// read once to find them, and opened again.
+fn leave_out_suppressed(
+    config: &RenderConfig,
+    campaign: &Campaign,
+    mut recipients: Recipients,
+) -> Result<Recipients> {
+    if config.suppress.is_empty() || config.include_suppressed {
+        return Ok(recipients);
+    }
+    if config.source.recipients == "-" {
+        return Err(Error::Usage(
+            "--suppress reads the contacts twice, so render needs them in a file, not `-` (or \
+             pass --include-suppressed)"
+                .into(),
+        ));
+    }
+    let mut skip = std::collections::HashSet::new();
+    while let Some(row) = recipients.next_row()? {
+        let Ok(r) = row else { continue };
+        let Ok(to) = campaign.recipient(&r) else {
+            continue;
+        };
+        if let Some(why) = config.suppress.get(&to.address) {
+            if !config.quiet {
+                eprintln!(
+                    "{}: line {}: row {}: {} is suppressed: {why}; not rendered \
+                     (--include-suppressed renders it)",
+                    recipients.name(),
+                    r.line,
+                    r.row,
+                    to.address
+                );
+            }
+            skip.insert(r.row);
+        }
+    }
+    let (_, again) = config.source.open()?;
+    Ok(again.skipping(skip))
+}
+
 /// `letterpress check`, and with `--spam` the sample letter's score.
 pub fn check(config: &CheckConfig) -> Result<u8> {
     let source = &config.source;
@@ -209,6 +252,7 @@ pub fn check(config: &CheckConfig) -> Result<u8> {
         source.delimiter,
         source.limits,
         source.attach,
+        &config.suppress,
     );
     let spam = if config.spam {
         spam_check(&mut report, source)
@@ -257,8 +301,15 @@ pub fn check(config: &CheckConfig) -> Result<u8> {
         }
         let _ = writeln!(
             out,
-            "checked {} rows: {} errors, {} warnings, {} notes",
-            report.rows, report.errors, report.warnings, report.notes
+            "checked {} rows: {} errors, {} warnings, {} notes{}",
+            report.rows,
+            report.errors,
+            report.warnings,
+            report.notes,
+            match report.suppressed {
+                0 => String::new(),
+                n => format!("; {n} suppressed"),
+            }
         );
     }
     let code = report.exit_code();
@@ -515,7 +566,7 @@ fn print_send_summary(config: &SendConfig, summary: &crate::deliver::send::Summa
             out,
             "{verb} {} of {} letters in {:.2} s ({rate:.0}/s): {} failed, {} ambiguous, {} \
              deferred, {} not attempted; skipped {} already accepted, {} ambiguous, {} failed \
-             earlier, {} duplicates, {} rejected rows{}; journal {}",
+             earlier, {} duplicates, {} suppressed, {} rejected rows{}; journal {}",
             summary.accepted,
             summary.planned,
             summary.seconds,
@@ -527,6 +578,7 @@ fn print_send_summary(config: &SendConfig, summary: &crate::deliver::send::Summa
             summary.skipped_ambiguous,
             summary.skipped_failed,
             summary.duplicates,
+            summary.suppressed,
             summary.rejected,
             if summary.held_back > 0 {
                 format!(", {} held back by --limit", summary.held_back)

@@ -6,8 +6,11 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::cli::args::{CheckArgs, Input, RenderArgs, SendArgs, ServeArgs, StatusArgs};
+use crate::cli::args::{
+    CheckArgs, Input, RenderArgs, SendArgs, ServeArgs, StatusArgs, SuppressArgs,
+};
 use crate::compose::recipients::Limits;
+use crate::compose::suppress::Suppressions;
 use crate::deliver::run::Clock;
 use crate::deliver::sink::Formats;
 use crate::error::{Error, Result};
@@ -61,6 +64,10 @@ pub struct RenderConfig {
     pub check: Option<PathBuf>,
     /// `--update`: rewrite the snapshot folder after comparing.
     pub update: bool,
+    /// `--suppress FILE`s, loaded.
+    pub suppress: std::sync::Arc<Suppressions>,
+    /// `--include-suppressed`.
+    pub include_suppressed: bool,
 }
 
 /// `letterpress check`, validated.
@@ -70,6 +77,8 @@ pub struct CheckConfig {
     pub json: bool,
     /// `--spam`: score a sample letter with SpamAssassin.
     pub spam: bool,
+    /// `--suppress FILE`s, loaded.
+    pub suppress: Suppressions,
 }
 
 impl CheckConfig {
@@ -78,8 +87,17 @@ impl CheckConfig {
             source: Source::from_args(&args.input)?,
             json: args.json,
             spam: args.spam,
+            suppress: suppressions(&args.suppressed)?,
         })
     }
+}
+
+/// Reads the `--suppress` files.
+fn suppressions(args: &SuppressArgs) -> Result<Suppressions> {
+    if args.soft_bounce_limit == 0 {
+        return Err(Error::Usage("--soft-bounce-limit takes 1 or more".into()));
+    }
+    Suppressions::load(&args.suppress, args.soft_bounce_limit)
 }
 
 /// `letterpress status`, validated.
@@ -188,6 +206,8 @@ impl RenderConfig {
             progress: env.stderr_is_terminal && !args.quiet,
             check: args.check.clone(),
             update: args.update,
+            suppress: std::sync::Arc::new(suppressions(&args.suppressed)?),
+            include_suppressed: args.include_suppressed,
         })
     }
 }
@@ -431,6 +451,7 @@ impl SendConfig {
                 redirect_to: args.redirect_to.clone(),
                 clock: clock(env, args.deterministic)?,
                 dry_run: args.dry_run,
+                suppress: std::sync::Arc::new(suppressions(&args.suppressed)?),
             },
             quiet: args.quiet,
             json: args.json,

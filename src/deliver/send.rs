@@ -48,6 +48,8 @@ pub struct Options {
     pub clock: Clock,
     /// `--dry-run`: build every letter, journal and send none.
     pub dry_run: bool,
+    /// `--suppress FILE`s: never sent, journalled as `suppressed`.
+    pub suppress: std::sync::Arc<crate::compose::suppress::Suppressions>,
 }
 
 /// Something worth telling the user as it happens.
@@ -88,6 +90,9 @@ pub struct Summary {
     pub rejected: usize,
     /// Rows held back by `--limit`.
     pub held_back: usize,
+    /// Rows on a `--suppress` list, or that bounced hard or complained
+    /// (as the journal's bounces say): never sent.
+    pub suppressed: usize,
     pub dry_run: bool,
     pub interrupted: bool,
     /// Why the run stopped early, if it did.
@@ -274,6 +279,8 @@ impl Sending<'_> {
             seen: HashMap::new(),
             changed: Vec::new(),
             send: Vec::new(),
+            suppress: self.suppressions()?,
+            suppressed: Vec::new(),
         };
         journal.plan_start()?;
         let result = (|| -> Result<()> {
@@ -356,7 +363,39 @@ impl Sending<'_> {
             self.options.redirect_to.as_deref().unwrap_or_default(),
         )?;
         journal.plan_end(true)?;
+        for (k, why) in &planner.suppressed {
+            journal.finish(k, State::Suppressed, None, why)?;
+        }
+        journal.flush()?;
         Ok(planner.send)
+    }
+
+    /// The `--suppress` lists, and the hard bounces and complaints this
+    /// journal recorded (`letterpress bounces`), which a journal that does
+    /// not keep them yet has none of.
+    fn suppressions(&self) -> Result<crate::compose::suppress::Suppressions> {
+        let mut s = (*self.options.suppress).clone();
+        let feedback = match self.journal.feedback() {
+            Ok(f) => f,
+            Err(Error::Unsupported { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        for f in feedback {
+            let reason = match f.kind {
+                crate::deliver::journal::Kind::Hard => "bounced",
+                crate::deliver::journal::Kind::Complaint => "complained",
+                crate::deliver::journal::Kind::Soft => continue,
+            };
+            s.insert(
+                &f.address,
+                crate::compose::suppress::Entry {
+                    reason: format!("{reason} {}: {}", f.status, f.diagnostic),
+                    file: self.journal.describe().into(),
+                    line: 0,
+                },
+            );
+        }
+        Ok(s)
     }
 
     /// The second pass: the senders share the reader and each builds,
@@ -428,6 +467,10 @@ struct Planner<'s, 'a> {
     changed: Vec<String>,
     /// The rows to send.
     send: Vec<usize>,
+    /// The `--suppress` lists and the journal's bounces.
+    suppress: crate::compose::suppress::Suppressions,
+    /// Suppressed recipients to journal as such, with the reason.
+    suppressed: Vec<(String, String)>,
 }
 
 impl Planner<'_, '_> {
@@ -451,6 +494,28 @@ impl Planner<'_, '_> {
             return None;
         }
         self.seen.insert(k.clone(), p.row);
+        if let Some(why) = self.suppress.get(&k) {
+            summary.suppressed += 1;
+            let why = match why.line {
+                0 => why.reason.clone(),
+                _ => why.to_string(),
+            };
+            (s.on_event)(Event::Problem(&s.problem(
+                Severity::Warning,
+                p.row,
+                p.line,
+                format!("{} is suppressed: {why}; not sent", p.address),
+            )));
+            // An acceptance stays on record: the letter did go out.
+            if self
+                .known
+                .get(&k)
+                .is_none_or(|w| w.state != State::Accepted)
+            {
+                self.suppressed.push((k.clone(), why));
+            }
+            return Some((k, p));
+        }
         let state = match self.known.get(&k) {
             Some(was) => {
                 if was.fingerprint != p.fingerprint && !self.template_changed {
