@@ -5,6 +5,7 @@ mod common;
 mod servers;
 
 mod attach;
+mod bounces;
 mod browser;
 mod check;
 mod gallery;

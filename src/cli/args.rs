@@ -41,6 +41,34 @@ pub enum Command {
     /// Print the counts of a send journal (and write the failed rows).
     #[command(after_help = crate::exit::HELP)]
     Status(StatusArgs),
+    /// Read returned mail (an mbox file or a Maildir), classify each
+    /// message (hard or soft bounce, complaint, auto-reply, unclassified)
+    /// and record the bounces and complaints in the send journal, once.
+    #[command(after_help = crate::exit::HELP)]
+    Bounces(BouncesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BouncesArgs {
+    /// The returned mail: an mbox file, or a Maildir folder (cur/, new/).
+    pub mailbox: PathBuf,
+    /// The journal of the send the mail came back from.
+    #[arg(long, value_name = "PATH")]
+    pub journal: PathBuf,
+    /// Append hard bounces and complaints (and soft bounces, as
+    /// `soft-bounce` lines) to this suppression CSV, for `--suppress`.
+    #[arg(long, value_name = "FILE")]
+    pub suppress_out: Option<PathBuf>,
+    /// Name the addresses that soft-bounced in this many campaigns of the
+    /// --suppress-out file (they are suppressed like hard bounces).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub soft_bounce_limit: usize,
+    /// When a send is using the journal, wait for it to finish.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the letters come from: shared by every command.

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::cli::args::{
-    CheckArgs, Input, RenderArgs, SendArgs, ServeArgs, StatusArgs, SuppressArgs,
+    BouncesArgs, CheckArgs, Input, RenderArgs, SendArgs, ServeArgs, StatusArgs, SuppressArgs,
 };
 use crate::compose::recipients::Limits;
 use crate::compose::suppress::Suppressions;
@@ -116,6 +116,33 @@ impl StatusConfig {
             failed_csv: args.failed_csv.clone(),
             json: args.json,
         }
+    }
+}
+
+/// `letterpress bounces`, validated.
+#[derive(Debug, Clone)]
+pub struct BouncesConfig {
+    pub mailbox: PathBuf,
+    pub journal: PathBuf,
+    pub suppress_out: Option<PathBuf>,
+    pub soft_bounce_limit: usize,
+    pub wait: bool,
+    pub json: bool,
+}
+
+impl BouncesConfig {
+    pub fn new(args: &BouncesArgs) -> Result<BouncesConfig> {
+        if args.soft_bounce_limit == 0 {
+            return Err(Error::Usage("--soft-bounce-limit takes 1 or more".into()));
+        }
+        Ok(BouncesConfig {
+            mailbox: args.mailbox.clone(),
+            journal: args.journal.clone(),
+            suppress_out: args.suppress_out.clone(),
+            soft_bounce_limit: args.soft_bounce_limit,
+            wait: args.wait,
+            json: args.json,
+        })
     }
 }
 

@@ -1,0 +1,1 @@
+//! Real bounces: a private Postfix that hosts the campaign's domain.
