@@ -396,6 +396,12 @@ impl Postfix {
         String::from_utf8_lossy(&out.stdout).contains("Mail queue is empty")
     }
 
+    /// The instance's temporary folder (its config, queue and log are in
+    /// it), for files a test's settings name.
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("until dropped").path()
+    }
+
     /// The instance's mail log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
