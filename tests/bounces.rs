@@ -292,6 +292,73 @@ fn the_corpus_is_classified_recorded_once_and_suppressed_in_the_next_send() {
 }
 
 #[test]
+fn a_soft_bounce_in_the_third_campaign_suppresses_the_address() {
+    let sink = SmtpSink::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "news.mjml", verp_template());
+    write(d, "list.csv", CONTACTS);
+    let journal = d.join("j.sqlite");
+    send(d, &sink, &journal, &[]).expect_code(0);
+    // bo@ soft-bounced in two earlier campaigns, di@ in one.
+    let out = write(
+        d,
+        "suppressed.csv",
+        "email,reason,campaign,detail\n\
+         bo@example.org,soft-bounce,spring.mjml,4.2.2 full\n\
+         bo@example.org,soft-bounce,summer.mjml,4.2.2 full\n\
+         di@example.com,soft-bounce,summer.mjml,4.4.1 timeout\n",
+    );
+    let r = run(
+        &[
+            "bounces",
+            &s(&corpus_maildir(d)),
+            "--journal",
+            &s(&journal),
+            "--suppress-out",
+            &s(&out),
+        ],
+        None,
+    );
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains(
+            "suppressed by the soft-bounce rule: bo@example.org: soft-bounced in 3 campaigns"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("rule: di@"), "{}", r.stdout);
+    let r = send(
+        d,
+        &sink,
+        &d.join("next.sqlite"),
+        &["--suppress".into(), s(&out)],
+    );
+    r.expect_code(0);
+    assert_eq!(json(&r)["suppressed"], 6, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("bo@example.org is suppressed: soft-bounced in 3 campaigns"),
+        "{}",
+        r.stderr
+    );
+    // With a higher limit, bo@ is sent again.
+    let r = send(
+        d,
+        &sink,
+        &d.join("third.sqlite"),
+        &[
+            "--suppress".into(),
+            s(&out),
+            "--soft-bounce-limit".into(),
+            "4".into(),
+        ],
+    );
+    assert_eq!(json(&r)["suppressed"], 5, "{}", r.stderr);
+}
+
+#[test]
 fn a_journal_that_does_not_exist_is_refused_not_made() {
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j.sqlite");

@@ -592,6 +592,45 @@ mod tests {
         assert_eq!(address_in("no address here"), None);
     }
 
+    fn report(blocks: &str) -> Vec<u8> {
+        format!(
+            "From: MAILER-DAEMON@mx.example.net\r\nTo: b@x.org\r\nMessage-ID: <r1@mx>\r\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+             \r\n--B\r\nContent-Type: text/plain\r\n\r\nreport\r\n\
+             --B\r\nContent-Type: message/delivery-status\r\n\r\n\
+             Reporting-MTA: dns; mx.example.net\r\n\r\n{blocks}\r\n--B--\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_dsn_gives_one_finding_per_recipient_by_action_and_status() {
+        let f = classify(&report(
+            "Final-Recipient: rfc822; A@x.org\r\nAction: failed\r\nStatus: 5.2.1\r\n\
+             Diagnostic-Code: smtp; 550 5.2.1 disabled\r\n\r\n\
+             Final-Recipient: rfc822; b@x.org\r\nAction: delivered\r\nStatus: 2.0.0\r\n\r\n\
+             Final-Recipient: rfc822; c@x.org\r\nAction: failed\r\nStatus: 4.4.7\r\n\r\n\
+             Final-Recipient: rfc822; d@x.org\r\nAction: failed\r\n",
+        ));
+        let got: Vec<(Class, Option<&str>, &str)> = f
+            .iter()
+            .map(|f| (f.class, f.recipient.as_deref(), f.diagnostic.as_str()))
+            .collect();
+        assert_eq!(
+            got[0],
+            (
+                Class::Feedback(Kind::Hard),
+                Some("a@x.org"),
+                "550 5.2.1 disabled"
+            )
+        );
+        assert_eq!(got[1].0, Class::Delivered);
+        assert_eq!(got[2].0, Class::Feedback(Kind::Soft));
+        // Failed without a status: not guessed.
+        assert_eq!(got[3].0, Class::Unclassified);
+        assert_eq!(f.len(), 4);
+    }
+
     #[test]
     fn a_message_that_is_no_bounce_is_unclassified() {
         let f =
