@@ -33,27 +33,42 @@ fn wait_for_files(dir: &Path, n: usize, postfix: &Postfix) -> Vec<std::path::Pat
     }
 }
 
-#[test]
-fn postfix_bounces_are_classified_matched_and_suppressed_in_the_next_send() {
-    // No letter leaves this Postfix: both domains are its own.
-    let sink = SmtpSink::start(&[]);
-    let mut postfix = Postfix::start(sink.port);
+/// Makes `postfix` the final destination of `domains`, with a Maildir for
+/// each of `mailboxes` (`address folder/`) below the returned folder; any
+/// other address of those domains does not exist, and Postfix bounces it.
+fn host(postfix: &mut Postfix, domains: &str, mailboxes: &[(&str, &str)]) -> std::path::PathBuf {
     let base = postfix.dir().join("mail");
     std::fs::create_dir(&base).unwrap();
     std::os::unix::fs::chown(&base, Some(65534), Some(65534)).unwrap();
-    let maps = write(
-        postfix.dir(),
-        "vmailbox",
-        "ann@members.test members/ann/\nbounces@wjc.example.org wjc/bounces/\n",
-    );
+    let map: String = mailboxes
+        .iter()
+        .map(|(a, f)| format!("{a} {f}/\n"))
+        .collect();
+    let maps = write(postfix.dir(), "vmailbox", map);
     postfix.restart_with(&[
-        "virtual_mailbox_domains = members.test, wjc.example.org",
+        &format!("virtual_mailbox_domains = {domains}"),
         &format!("virtual_mailbox_maps = texthash:{}", maps.display()),
         &format!("virtual_mailbox_base = {}", base.display()),
         "virtual_uid_maps = static:65534",
         "virtual_gid_maps = static:65534",
         "recipient_delimiter = +",
     ]);
+    base
+}
+
+#[test]
+fn postfix_bounces_are_classified_matched_and_suppressed_in_the_next_send() {
+    // No letter leaves this Postfix: both domains are its own.
+    let sink = SmtpSink::start(&[]);
+    let mut postfix = Postfix::start(sink.port);
+    let base = host(
+        &mut postfix,
+        "members.test, wjc.example.org",
+        &[
+            ("ann@members.test", "members/ann"),
+            ("bounces@wjc.example.org", "wjc/bounces"),
+        ],
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -183,4 +198,133 @@ fn postfix_bounces_are_classified_matched_and_suppressed_in_the_next_send() {
         r.stderr
     );
     wait_for_files(&base.join("members/ann/new"), 2, &postfix);
+}
+
+/// The example campaign through a Postfix that hosts example.org with nine
+/// of its twelve contacts: Postfix bounces three; one more contact
+/// complains. Sent again, the campaign skips those four and says why.
+#[test]
+fn the_example_campaign_sent_again_after_bounces_skips_the_bounced_and_the_complainer() {
+    const GONE: [&str; 3] = [
+        "noa.levi@example.org",
+        "eli.friedman@example.org",
+        "tamar.ben-david@example.org",
+    ];
+    let sink = SmtpSink::start(&[]);
+    let mut postfix = Postfix::start(sink.port);
+    let csv = std::fs::read_to_string(example_csv()).unwrap();
+    let contacts: Vec<String> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect();
+    assert_eq!(contacts.len(), 12);
+    let mut mailboxes: Vec<(String, String)> = contacts
+        .iter()
+        .filter(|a| !GONE.contains(&a.as_str()))
+        .map(|a| {
+            (
+                a.clone(),
+                format!("members/{}", a.split('@').next().unwrap()),
+            )
+        })
+        .collect();
+    // Without Return-Path, bounces go to the From address.
+    mailboxes.push(("weremember@wjc.example.org".into(), "wjc/weremember".into()));
+    let refs: Vec<(&str, &str)> = mailboxes
+        .iter()
+        .map(|(a, f)| (a.as_str(), f.as_str()))
+        .collect();
+    let base = host(&mut postfix, "example.org, wjc.example.org", &refs);
+
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("weremember.sqlite");
+    let send = |journal: &std::path::Path, extra: &[&str]| {
+        let mut a = vec![
+            "send".to_string(),
+            example_template().display().to_string(),
+            example_csv().display().to_string(),
+            format!("--sendmail={}", postfix.sendmail().display()),
+            "--journal".into(),
+            journal.display().to_string(),
+            "--json".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        run_env(&a, &postfix.env())
+    };
+    let r = send(&journal, &[]);
+    r.expect_code(0);
+    assert_eq!(json(&r)["accepted"], 12);
+    let maildir = base.join("wjc/weremember");
+    wait_for_files(&maildir.join("new"), 3, &postfix);
+    // And a complaint from a contact whose letter arrived, as an ARF
+    // report (the fixture's, about this contact).
+    let arf = std::fs::read_to_string(fixture("bounces/arf-abuse.eml"))
+        .unwrap()
+        .replace("gus@hotmail.example", "david.breuer@example.org");
+    write(&maildir.join("new"), "1611600000.arf.test", arf);
+
+    let out = dir.path().join("suppressed.csv");
+    let r = run(
+        &[
+            "bounces",
+            &maildir.display().to_string(),
+            "--journal",
+            &journal.display().to_string(),
+            "--suppress-out",
+            &out.display().to_string(),
+        ],
+        None,
+    );
+    r.expect_code(0);
+    assert!(
+        r.stdout
+            .contains("hard bounce: 3 (3 new, 0 recorded before)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("complaint: 1 (1 new"), "{}", r.stdout);
+    assert!(r.stdout.contains("unclassified: 0"), "{}", r.stdout);
+    for a in GONE {
+        assert!(
+            r.stdout.contains(&format!("  {a} 5.1.1 "))
+                && r.stdout.contains("(matched by Message-ID)"),
+            "{a}: {}",
+            r.stdout
+        );
+    }
+
+    // Sent again with the same journal: the four are named and skipped.
+    let r = send(&journal, &[]);
+    r.expect_code(0);
+    let sum = json(&r);
+    assert_eq!(
+        (sum["suppressed"].as_u64(), sum["accepted"].as_u64()),
+        (Some(4), Some(0))
+    );
+    for a in GONE {
+        assert!(
+            r.stderr
+                .contains(&format!("{a} is suppressed: bounced 5.1.1")),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(
+        r.stderr
+            .contains("david.breuer@example.org is suppressed: complained abuse"),
+        "{}",
+        r.stderr
+    );
+    // The next campaign with the suppression file: eight letters.
+    let r = send(
+        &dir.path().join("next.sqlite"),
+        &["--suppress", &out.display().to_string()],
+    );
+    r.expect_code(0);
+    let sum = json(&r);
+    assert_eq!(
+        (sum["suppressed"].as_u64(), sum["accepted"].as_u64()),
+        (Some(4), Some(8))
+    );
 }
