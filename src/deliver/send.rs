@@ -506,12 +506,13 @@ impl Planner<'_, '_> {
                 p.line,
                 format!("{} is suppressed: {why}; not sent", p.address),
             )));
-            // An acceptance stays on record: the letter did go out.
-            if self
-                .known
-                .get(&k)
-                .is_none_or(|w| w.state != State::Accepted)
-            {
+            // An acceptance stays on record (the letter did go out), and so
+            // does an ambiguous one (it may have).
+            let was = self.known.get(&k).map(|w| w.state);
+            if !matches!(
+                was,
+                Some(State::Accepted | State::Ambiguous | State::Inflight)
+            ) {
                 self.suppressed.push((k.clone(), why));
             }
             return Some((k, p));
