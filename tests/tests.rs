@@ -5,6 +5,7 @@ mod common;
 mod servers;
 
 mod attach;
+mod bounces;
 mod browser;
 mod check;
 mod gallery;
@@ -12,3 +13,4 @@ mod render;
 mod send;
 mod serve;
 mod snapshot;
+mod suppress;

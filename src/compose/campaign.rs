@@ -512,6 +512,7 @@ impl Campaign {
         let mut from = None;
         let mut to = None;
         let mut reply_to = None;
+        let mut return_path = None;
         let mut subject = String::new();
         let mut list_unsubscribe = None;
         let mut list_id = None;
@@ -528,6 +529,16 @@ impl Campaign {
                         "To" => to = Some(m),
                         _ => reply_to = Some(m),
                     }
+                }
+                "Return-Path" => {
+                    let bare = value.trim().trim_start_matches('<').trim_end_matches('>');
+                    crate::compose::message::validate_address(bare).map_err(|m| {
+                        problem(
+                            None,
+                            format!("Return-Path `{value}` is not an address: {m}"),
+                        )
+                    })?;
+                    return_path = Some(bare.to_string());
                 }
                 "Subject" => {
                     if value.is_empty() {
@@ -579,6 +590,7 @@ impl Campaign {
                 from: from.expect("From is required by TemplateFile::parse"),
                 to: to.expect("To defaults to {{email}} in TemplateFile::parse"),
                 reply_to,
+                return_path,
                 subject,
                 list_unsubscribe,
                 list_id,

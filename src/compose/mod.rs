@@ -3,7 +3,8 @@
 //! ([`campaign`], with the [`text`] part), the MIME message ([`message`]),
 //! Date and Message-ID ([`stamp`]), and the checks of a whole list
 //! ([`check`]); attachments and inline images ([`attach`], [`inline`]) and
-//! the MIME tree that carries them ([`mime_tree`]). Nothing here sends,
+//! the MIME tree that carries them ([`mime_tree`]); the suppression lists
+//! ([`suppress`]). Nothing here sends,
 //! writes files or reads the clock.
 
 pub mod attach;
@@ -18,6 +19,7 @@ mod pieces;
 mod preheader;
 pub mod recipients;
 pub mod stamp;
+pub mod suppress;
 pub mod template;
 pub mod text;
 
