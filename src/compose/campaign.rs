@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use crate::compose::pieces::{self, Pieces};
 use handlebars::{Context, Handlebars};
 
+use crate::compose::fidelity;
 use crate::compose::message::{Mailbox, Parts};
 use crate::compose::recipients::{Columns, Limits, Recipient};
 use crate::compose::template::{include_root, TemplateFile, Variable};
@@ -70,6 +71,8 @@ pub struct Campaign {
     csv: String,
     /// Checked by the build step ([`crate::compose::build::Builder::build`]).
     limits: Limits,
+    /// Both renders link the same web fonts.
+    fonts: fidelity::RemoteFonts,
 }
 
 impl std::fmt::Debug for Campaign {
@@ -139,17 +142,6 @@ fn missing(template: &TemplateFile, vars: &[Variable], columns: &Columns, csv: &
         .collect()
 }
 
-fn render_options() -> mrml::prelude::render::RenderOptions {
-    mrml::prelude::render::RenderOptions {
-        // Outlook's conditional comments are layout, not comments.
-        disable_comments: false,
-        social_icon_origin: None,
-        // mrml's default adds Google Fonts links to every letter, even
-        // one that names no web font.
-        fonts: Default::default(),
-    }
-}
-
 /// The parser options of both renders, MJML once and the safety net's per
 /// recipient render, so that the two read includes alike. With `merge`, the
 /// included files are merged with those fields first, as the per recipient
@@ -201,16 +193,56 @@ impl mrml::prelude::parser::loader::IncludeLoader for MergingLoader {
     }
 }
 
-/// Renders MJML to HTML, giving errors as (line in `mjml`, message).
+/// The HTML letterpress makes of `mjml` (placeholders left in), as both
+/// renders of a campaign make it: what `tests/fidelity.rs` compares with
+/// the official MJML. Errors are (line in `mjml`, message).
+pub fn render_html(
+    mjml: &str,
+    fonts: fidelity::RemoteFonts,
+) -> std::result::Result<String, (usize, String)> {
+    render_mjml(mjml, None, None, fonts)
+}
+
+/// Renders MJML to HTML, giving errors as (line in `mjml`, message). The
+/// one place mrml renders: [`fidelity`] corrects its input and output.
 fn render_mjml(
     mjml: &str,
     include_root: Option<&std::path::Path>,
     merge: Option<&serde_json::Value>,
+    fonts: fidelity::RemoteFonts,
 ) -> std::result::Result<String, (usize, String)> {
-    use mrml::prelude::parser::Error as P;
     let opts = parser_options(include_root, merge);
+    let (prepared, carried) = fidelity::prepare(mjml);
+    let parsed = match mrml::parse_with_options(&prepared, &opts) {
+        Ok(parsed) => parsed,
+        // The prepared MJML may have fewer lines: the error is the
+        // original's, where the user can find it.
+        Err(e) => {
+            let e = match &prepared {
+                std::borrow::Cow::Owned(_) => {
+                    mrml::parse_with_options(mjml, &opts).err().unwrap_or(e)
+                }
+                std::borrow::Cow::Borrowed(_) => e,
+            };
+            return Err(parse_error(mjml, include_root, e));
+        }
+    };
+    parsed
+        .element
+        .render(&fidelity::render_options(fonts))
+        .map(|html| fidelity::correct(html, &carried))
+        .map_err(|e| (1, format!("MJML render error: {e}")))
+}
+
+/// A parse error of `mjml` as (line, message).
+fn parse_error(
+    mjml: &str,
+    include_root: Option<&std::path::Path>,
+    e: mrml::prelude::parser::Error,
+) -> (usize, String) {
+    use mrml::prelude::parser::Error as P;
     let line_of = |pos: usize| mjml[..pos.min(mjml.len())].matches('\n').count() + 1;
-    let parsed = mrml::parse_with_options(mjml, &opts).map_err(|e| {
+    {
         let line = match &e {
             P::UnexpectedElement { position, .. }
             | P::UnexpectedToken { position, .. }
@@ -245,11 +277,7 @@ fn render_mjml(
             _ => "",
         };
         (line, format!("MJML error: {e}{hint}"))
-    })?;
-    parsed
-        .element
-        .render(&render_options())
-        .map_err(|e| (1, format!("MJML render error: {e}")))
+    }
 }
 
 impl Campaign {
@@ -266,12 +294,22 @@ impl Campaign {
     /// `"Lee, Ann" <a@x.org>`, keep working, and the verdict is the same for
     /// every list.
     pub fn compile(template: TemplateFile, columns: &Columns, csv: &str) -> Result<Campaign> {
+        Campaign::compile_with(template, columns, csv, fidelity::RemoteFonts::default())
+    }
+
+    /// [`Campaign::compile`] with the web fonts linked as `fonts` says.
+    pub fn compile_with(
+        template: TemplateFile,
+        columns: &Columns,
+        csv: &str,
+        fonts: fidelity::RemoteFonts,
+    ) -> Result<Campaign> {
         let vars = template.variables()?;
         if let Some(e) = missing(&template, &vars, columns, csv).into_iter().next() {
             return Err(e);
         }
         let include_root = include_root(&template.path);
-        let html_template = render_mjml(&template.body, include_root.as_deref(), None)
+        let html_template = render_mjml(&template.body, include_root.as_deref(), None, fonts)
             .map_err(|(l, m)| template.error(template.body_line + l - 1, m, false))?;
 
         // mrml drops text where MJML allows none (between mj-columns) and
@@ -415,6 +453,7 @@ impl Campaign {
             hash,
             csv: csv.to_string(),
             limits: Limits::default(),
+            fonts,
         })
     }
 
@@ -734,7 +773,12 @@ impl Campaign {
                 false,
             )
         })?;
-        let slow = match render_mjml(&merged_mjml, self.include_root.as_deref(), Some(&ctx)) {
+        let slow = match render_mjml(
+            &merged_mjml,
+            self.include_root.as_deref(),
+            Some(&ctx),
+            self.fonts,
+        ) {
             Ok(s) => s,
             Err((_, m)) => {
                 return Err(Error::MergeMismatch {
@@ -811,13 +855,38 @@ fn placeholders(source: &str) -> Vec<(usize, &str)> {
     out
 }
 
+/// `&#xHEX;` decoded: Handlebars writes `&#x27;`, `&#x60;` and `&#x3D;`,
+/// [`fidelity::prepare`] such references for what mrml would mis-escape.
+fn decode_hex_references(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(p) = rest.find("&#x") {
+        out.push_str(&rest[..p]);
+        let tail = &rest[p + 3..];
+        let decoded = tail.find(';').filter(|&e| e <= 6).and_then(|e| {
+            let c = char::from_u32(u32::from_str_radix(&tail[..e], 16).ok()?)?;
+            Some((c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &tail[e + 1..];
+            }
+            None => {
+                out.push_str("&#x");
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Decodes the entities Handlebars and mrml write, for comparing two HTML
 /// renderings.
 fn decode_entities(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-        .replace("&#x60;", "`")
-        .replace("&#x3D;", "=")
+    decode_hex_references(s)
+        .replace("&quot;", "\"")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&amp;", "&")

@@ -7,6 +7,7 @@
 pub mod build;
 pub mod campaign;
 pub mod check;
+pub mod fidelity;
 pub mod message;
 mod pieces;
 pub mod recipients;
