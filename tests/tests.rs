@@ -6,6 +6,7 @@ mod servers;
 
 mod browser;
 mod check;
+mod fidelity;
 mod gallery;
 mod render;
 mod send;
