@@ -619,6 +619,7 @@ pub fn correct(html: String, carried: &Carried) -> String {
         image_link_title,
         table_width_without_unit,
         gutter_border_collapse,
+        truncate_image_and_divider_widths,
     ] {
         html = step(html);
     }
@@ -988,6 +989,61 @@ fn gutter_border_collapse(html: String) -> String {
     out
 }
 
+/// An image or a divider in a column of a fractional width (575 / 2 =
+/// 287.5px): mrml writes the fraction (`width="287.5"`), MJML whole pixels
+/// (`width="287"`), in the image's cell and `width`, and in the divider's
+/// Outlook table. The Outlook cells of columns keep their fractions in both.
+fn truncate_image_and_divider_widths(html: String) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html.as_str();
+    while let Some(p) = rest.find('<') {
+        let end = rest[p..].find('>').map_or(rest.len(), |e| p + e);
+        let tag = &rest[p..end];
+        out.push_str(&rest[..p]);
+        let fixable = tag.starts_with("<img ")
+            || tag.starts_with("<td style=\"width:")
+            || (tag.starts_with("<table ") && tag.contains("border-top:"));
+        if fixable && tag.contains('.') {
+            out.push_str(&truncate_widths_in(tag));
+        } else {
+            out.push_str(tag);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `width="287.5"`, `width="287.5px"` and `width:287.5px` in `tag`, whole.
+fn truncate_widths_in(tag: &str) -> String {
+    let mut out = String::with_capacity(tag.len());
+    let mut rest = tag;
+    loop {
+        let next = ["width=\"", "width:"]
+            .iter()
+            .filter_map(|k| rest.find(k).map(|p| (p, k.len())))
+            .min();
+        let Some((p, len)) = next else { break };
+        out.push_str(&rest[..p + len]);
+        rest = &rest[p + len..];
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits > 0 && rest[digits..].starts_with('.') {
+            let frac = rest[digits + 1..]
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or(rest.len(), |e| digits + 1 + e);
+            let unit_ok = rest[frac..].starts_with("px") || rest[frac..].starts_with('"');
+            if frac > digits + 1 && unit_ok {
+                out.push_str(&rest[..digits]);
+                rest = &rest[frac..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     //! Each test shows what mrml 6.0.1 writes, what MJML 4.18 writes, and
@@ -1271,5 +1327,26 @@ mod tests {
         assert!(!ours(body).contains("width=\"100%\" style=\"border-collapse:separate;\"><tbody>"));
         let round = "<mj-section><mj-column padding=\"10px\" border-radius=\"4px\"><mj-text>x</mj-text></mj-column></mj-section>";
         assert!(ours(round).contains("width=\"100%\" style=\"border-collapse:separate;\"><tbody>"));
+    }
+
+    #[test]
+    fn image_and_divider_widths_are_whole_pixels() {
+        let body = "<mj-section padding=\"0px 12px 0px 13px\"><mj-column>\
+                    <mj-image src=\"a.png\" alt=\"\" padding=\"0px\" /><mj-divider padding=\"0px\" />\
+                    </mj-column><mj-column></mj-column></mj-section>";
+        let mrml = mrml(body);
+        assert!(mrml.contains("width=\"287.5\"") && mrml.contains("width=\"287.5px\""));
+        // MJML: <td style="width:287px;"><img … width="287"> and the
+        // divider's Outlook table width="287px" … width:287px.
+        let ours = ours(body);
+        assert!(!ours.contains("width=\"287.5"), "{ours}");
+        assert!(ours.contains("<td style=\"width:287px;\">") && ours.contains("width=\"287\""));
+        assert!(ours.contains("width=\"287px\""), "{ours}");
+        // The columns' Outlook cells keep their fractions.
+        assert!(ours.contains("vertical-align:top;width:287.5px;"));
+        let three =
+            "<mj-section padding=\"0px 10px\"><mj-column></mj-column><mj-column></mj-column>\
+                     <mj-column></mj-column></mj-section>";
+        assert!(self::ours(three).contains("width:193.33333333333337px"));
     }
 }
