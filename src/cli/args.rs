@@ -67,6 +67,11 @@ pub struct Input {
     /// refuse more than 10M).
     #[arg(long, value_name = "SIZE", default_value = "10M", value_parser = size)]
     pub max_message_size: usize,
+    /// Link no web fonts: by default the letter links the Google Fonts MJML
+    /// links for the fonts it uses (Open Sans, Droid Sans, Lato, Roboto,
+    /// Ubuntu, and each mj-font), as the official MJML does.
+    #[arg(long)]
+    pub no_remote_fonts: bool,
 }
 
 fn size(s: &str) -> Result<usize, String> {

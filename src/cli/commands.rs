@@ -275,7 +275,8 @@ fn compile_for_send(
     let template = TemplateFile::load(&source.template)?;
     let mut first = reopen()?;
     let csv_name = first.name().to_string();
-    let campaign = Campaign::compile(template, first.columns(), &csv_name)?.limited(source.limits);
+    let campaign = Campaign::compile_with(template, first.columns(), &csv_name, source.fonts)?
+        .limited(source.limits);
     let mut from_domain = None;
     let mut n = 0;
     while n < 3 {

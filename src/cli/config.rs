@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::cli::args::{CheckArgs, Input, RenderArgs, SendArgs, ServeArgs, StatusArgs};
+use crate::compose::fidelity::RemoteFonts;
 use crate::compose::recipients::Limits;
 use crate::deliver::run::Clock;
 use crate::deliver::sink::Formats;
@@ -155,6 +156,11 @@ impl Source {
                 value: input.max_value_size,
                 header: input.max_header_size,
                 message: input.max_message_size,
+            },
+            fonts: if input.no_remote_fonts {
+                RemoteFonts::Off
+            } else {
+                RemoteFonts::Link
             },
         })
     }

@@ -26,6 +26,8 @@ pub struct Source {
     pub delimiter: Option<u8>,
     /// How big a value, a header block and a message may be.
     pub limits: Limits,
+    /// Whether the letter links MJML's web fonts (`--no-remote-fonts`).
+    pub fonts: fidelity::RemoteFonts,
 }
 
 impl Source {
@@ -37,8 +39,8 @@ impl Source {
             crate::compose::recipients::Recipients::open(&self.recipients, self.delimiter)?
                 .limited(self.limits.value);
         let name = recipients.name().to_string();
-        let campaign =
-            Campaign::compile(template, recipients.columns(), &name)?.limited(self.limits);
+        let campaign = Campaign::compile_with(template, recipients.columns(), &name, self.fonts)?
+            .limited(self.limits);
         Ok((campaign, recipients))
     }
 }
