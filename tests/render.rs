@@ -868,22 +868,48 @@ fn a_dangling_out_symlink_is_named_a_broken_link() {
 }
 
 /// A file size limit (`ulimit -f`, SIGXFSZ) stands in for a full disk:
-/// 63 blocks of 512 bytes hold every file but row 4's `.eml`. The run stops
+/// 62 blocks of 512 bytes hold every file but row 4's `.eml` (its community
+/// name is made longer, so that only it is over the limit). The run stops
 /// with exit 1, says how far it got, and leaves only whole files that
 /// `manifest.json` lists.
 #[test]
 fn a_write_that_runs_out_of_room_leaves_only_whole_files_and_stops() {
     let dir = tempfile::tempdir().unwrap();
     let (full, cut) = (dir.path().join("full"), dir.path().join("cut"));
-    render_example(&full, &["--deterministic"]).expect_code(0);
+    let rows = std::fs::read_to_string(example_csv()).unwrap();
+    let csv = write(
+        dir.path(),
+        "r.csv",
+        rows.replace("קהילת אהבת ציון", "קהילת אהבת ציון ירושלים"),
+    );
+    let args = |out: &std::path::Path| {
+        format!(
+            "render {} {} --out {} --deterministic",
+            example_template().display(),
+            csv.display(),
+            out.display()
+        )
+    };
+    let full_run = format!("exec {} {}", env!("CARGO_BIN_EXE_letterpress"), args(&full));
+    run_cmd(
+        std::process::Command::new("sh").args(["-c", &full_run]),
+        None,
+    )
+    .expect_code(0);
     let whole: std::collections::BTreeMap<_, _> = tree(&full).into_iter().collect();
-    assert!(whole["0004-yaakov.cohen_example.org.eml"].len() > 63 * 512);
+    for (name, bytes) in &whole {
+        let row4 = name == "0004-yaakov.cohen_example.org.eml";
+        assert_eq!(
+            bytes.len() > 62 * 512,
+            row4,
+            "{name}: {} bytes",
+            bytes.len()
+        );
+    }
     let script = format!(
-        "ulimit -f 63; exec {} render {} {} --out {} --deterministic",
+        "ulimit -f 62; exec {} {}",
         env!("CARGO_BIN_EXE_letterpress"),
-        example_template().display(),
-        example_csv().display(),
-        cut.display()
+        args(&cut)
     );
     let r = run_cmd(std::process::Command::new("sh").args(["-c", &script]), None);
     r.expect_code(1);
