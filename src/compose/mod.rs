@@ -1,6 +1,7 @@
 //! Composing letters: the contact list ([`recipients`]), the template file
 //! ([`template`]), the compiled campaign and its per-recipient merge
-//! ([`campaign`], with the [`text`] part), the MIME message ([`message`]),
+//! ([`campaign`], with the [`text`] part, and [`fidelity`], which corrects
+//! mrml's deviations from MJML), the MIME message ([`message`]),
 //! Date and Message-ID ([`stamp`]), and the checks of a whole list
 //! ([`check`]). Nothing here sends, writes files or reads the clock.
 
