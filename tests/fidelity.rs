@@ -475,3 +475,63 @@ fn letterpress_renders_every_fidelity_template_as_the_official_mjml() {
     );
     assert!(report.is_empty(), "\n{report}");
 }
+
+#[test]
+fn letters_link_mjml_web_fonts_unless_no_remote_fonts() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = crate::common::write(dir.path(), "t.mjml", crate::common::SMALL_TEMPLATE);
+    let csv = crate::common::write(dir.path(), "r.csv", "email,name\nann@example.org,Ann\n");
+    let html = |out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "render".to_string(),
+            t.display().to_string(),
+            csv.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        crate::common::run(&args, None).expect_code(0);
+        std::fs::read_to_string(out.join("0001-ann_example.org.html")).unwrap()
+    };
+    // mj-text's default font is Ubuntu: MJML links it.
+    let ubuntu = "https://fonts.googleapis.com/css?family=Ubuntu:300,400,500,700";
+    assert!(html("a", &[]).contains(&format!("<link href=\"{ubuntu}\"")));
+    assert!(!html("b", &["--no-remote-fonts"]).contains("fonts.googleapis.com"));
+}
+
+#[test]
+fn included_files_are_corrected_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = crate::common::SMALL_TEMPLATE.replace(
+        "  </mj-body>",
+        "    <mj-include path=\"./footer.mjml\" />\n  </mj-body>",
+    );
+    let t = crate::common::write(dir.path(), "t.mjml", template);
+    crate::common::write(
+        dir.path(),
+        "footer.mjml",
+        "<mj-section><mj-column><mj-image src=\"https://x.example/logo.png\" />\
+         <mj-text><p style=\"\n  color: #8a1538;\n\">Bye {{name}}</p></mj-text>\
+         </mj-column></mj-section>",
+    );
+    let csv = crate::common::write(dir.path(), "r.csv", "email,name\nann@example.org,Ann\n");
+    let out = dir.path().join("o");
+    crate::common::run(
+        &[
+            "render",
+            t.to_str().unwrap(),
+            csv.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    )
+    .expect_code(0);
+    let html = std::fs::read_to_string(out.join("0001-ann_example.org.html")).unwrap();
+    assert!(html.contains("<img alt=\"\" "), "{html}");
+    assert!(
+        html.contains("style=\"&#xA;  color: #8a1538;&#xA;\""),
+        "{html}"
+    );
+}

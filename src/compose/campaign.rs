@@ -161,10 +161,25 @@ fn parser_options(
                 local,
                 fields: fields.clone(),
             }),
-            None => Box::new(local),
+            None => Box::new(PreparingLoader(local)),
         };
     }
     opts
+}
+
+/// Reads an included file inside the root, prepared for mrml as the
+/// template is ([`fidelity::prepare_included`]).
+#[derive(Debug)]
+struct PreparingLoader(mrml::prelude::parser::local_loader::LocalIncludeLoader);
+
+impl mrml::prelude::parser::loader::IncludeLoader for PreparingLoader {
+    fn resolve(
+        &self,
+        path: &str,
+    ) -> std::result::Result<String, mrml::prelude::parser::loader::IncludeLoaderError> {
+        let source = self.0.resolve(path)?;
+        Ok(fidelity::prepare_included(&source).into_owned())
+    }
 }
 
 /// The message of a [`MergingLoader`] error whose cause is Handlebars'.
@@ -184,14 +199,16 @@ impl mrml::prelude::parser::loader::IncludeLoader for MergingLoader {
         path: &str,
     ) -> std::result::Result<String, mrml::prelude::parser::loader::IncludeLoaderError> {
         let source = self.local.resolve(path)?;
-        pieces::render_once(&source, &self.fields).map_err(|e| {
+        // Merged, then prepared: as the template in the per-recipient render.
+        let merged = pieces::render_once(&source, &self.fields).map_err(|e| {
             mrml::prelude::parser::loader::IncludeLoaderError::new(
                 path,
                 std::io::ErrorKind::InvalidData,
             )
             .with_message(MERGE_FAILED)
             .with_cause(std::sync::Arc::new(std::io::Error::other(e.to_string())))
-        })
+        })?;
+        Ok(fidelity::prepare_included(&merged).into_owned())
     }
 }
 

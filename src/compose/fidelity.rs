@@ -84,6 +84,27 @@ pub fn prepare(mjml: &str) -> (Cow<'_, str>, Carried) {
     (out, carried)
 }
 
+/// A file `mj-include` brings in, prepared as [`prepare`] prepares the
+/// template, but for what needs the whole letter: its conditional comments
+/// stay (mrml parses them), and its buttons' titles and tables' roles are
+/// not counted (so none are put back when it holds any: [`add_in_order`]
+/// finds more than it was told of).
+pub fn prepare_included(mjml: &str) -> Cow<'_, str> {
+    let mut out = escape_attribute_values(mjml);
+    for step in [
+        keep_first_of_duplicate_attributes,
+        unitless_zero_in_padding,
+        empty_alt_on_images,
+        hero_fluid_height,
+        short_hex_colours,
+    ] {
+        if let Cow::Owned(s) = step(&out) {
+            out = Cow::Owned(s);
+        }
+    }
+    out
+}
+
 /// mrml parses what is inside Outlook's conditional comments
 /// (`<!--[if mso | IE]><table><tr><td><![endif]-->`) as elements: a table
 /// opened in one `mj-raw` and closed in another swallows everything between
