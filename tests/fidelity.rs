@@ -535,3 +535,40 @@ fn included_files_are_corrected_too() {
         "{html}"
     );
 }
+
+/// mrml's `css-inline` re-serialises the letter when a template has
+/// `mj-style inline="inline"`, and moves a `{{#if}}` that sits between
+/// table rows out of the table: the safety net sees that the once-render
+/// and the per-recipient render differ, and the run stops.
+#[test]
+fn a_block_helper_the_inliner_would_move_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = crate::common::write(
+        dir.path(),
+        "t.mjml",
+        "From: Sender <sender@example.org>\nTo: {{name}} <{{email}}>\nSubject: Hi\n\n\
+         <mjml><mj-head><mj-style inline=\"inline\">.x { color: red; }</mj-style></mj-head>\
+         <mj-body><mj-section><mj-column><mj-table>\n\
+         <tr><td class=\"x\">Always</td></tr>\n\
+         {{#if vip}}<tr><td>VIP only</td></tr>{{/if}}\n\
+         </mj-table></mj-column></mj-section></mj-body></mjml>\n",
+    );
+    let csv = crate::common::write(
+        dir.path(),
+        "r.csv",
+        "email,name,vip\na@example.org,Ann,yes\nb@example.org,Bob,\n",
+    );
+    let out = dir.path().join("o");
+    let r = crate::common::run(
+        &[
+            "render",
+            t.to_str().unwrap(),
+            csv.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    r.expect_code(1);
+    assert!(r.stderr.contains("renders differently"), "{}", r.stderr);
+}
