@@ -52,6 +52,7 @@ fn letter() -> Vec<u8> {
         recipients: format!("{ROOT}/recipients.example.csv"),
         delimiter: None,
         limits: Default::default(),
+        attach: Default::default(),
         fonts: Default::default(),
     };
     let (campaign, mut recipients) = source.open().unwrap();

@@ -4,6 +4,9 @@
 //! change) for the example letter, then measures in one run:
 //! - the cost of each stage on one core (CSV, merge, text, MIME, write),
 //! - end to end to `.eml` files on all cores and on one,
+//! - render to the disk against bare writes of the same 20,000 files (one
+//!   `fs::write` each, on as many threads), in three alternating rounds with
+//!   a `sync` before each, since the disk is noisy,
 //! - a baseline on one core: the per-recipient pipeline other tools use
 //!   (Handlebars on the MJML, MJML per letter, html2text per letter,
 //!   lettre's builder), so figures are ratios within the same run,
@@ -16,12 +19,13 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use letterpress::compose::build::Built;
 use letterpress::compose::campaign::Campaign;
 use letterpress::compose::message::{self, Stamp};
 use letterpress::compose::recipients::Recipients;
 use letterpress::compose::template::TemplateFile;
 use letterpress::deliver::run::{self, Clock};
-use letterpress::deliver::sink::{FileSink, Formats, NullSink, Sink};
+use letterpress::deliver::sink::{Envelope, FileSink, Formats, NullSink, Receipt, Sink};
 
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/weremember.mjml");
 
@@ -274,6 +278,13 @@ fn end_to_end(csv: &Path, out: &Path, threads: usize, sink_kind: &str) -> (usize
     } else {
         &files
     };
+    // As `render` runs: into files, more threads than cores
+    // ([`run::FILE_THREADS_PER_CORE`]).
+    let threads = if sink_kind == "files" {
+        threads * run::FILE_THREADS_PER_CORE
+    } else {
+        threads
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -293,6 +304,104 @@ fn end_to_end(csv: &Path, out: &Path, threads: usize, sink_kind: &str) -> (usize
     let rate = per_sec(s.rendered, t.elapsed());
     let _ = std::fs::remove_dir_all(out);
     (s.rendered, rate)
+}
+
+/// Keeps every letter's `.eml` file, named as `render` names it, in memory:
+/// the files the bare-write baseline writes.
+#[derive(Default)]
+struct Capture(std::sync::Mutex<Vec<(String, Vec<u8>)>>);
+
+impl Sink for Capture {
+    fn deliver(
+        &self,
+        _: &Envelope<'_>,
+        built: &Built,
+    ) -> Result<Receipt, letterpress::deliver::sink::Failure> {
+        let formats: Formats = "eml".parse().unwrap();
+        let mut files = self.0.lock().unwrap();
+        for (_, name, bytes) in formats.files(built) {
+            files.push((name, bytes.to_vec()));
+        }
+        Ok(Receipt {
+            reply: String::new(),
+            delivered: Default::default(),
+        })
+    }
+}
+
+/// Writes `files` into `out` on `threads` threads with one `fs::write`
+/// each, nothing else: the floor for writing these letters.
+fn bare_writes(out: &Path, files: &[(String, Vec<u8>)], threads: usize) -> f64 {
+    use rayon::prelude::*;
+    let _ = std::fs::remove_dir_all(out);
+    std::fs::create_dir_all(out).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    pool.install(|| {
+        files
+            .par_iter()
+            .for_each(|(name, bytes)| std::fs::write(out.join(name), bytes).unwrap())
+    });
+    let rate = per_sec(files.len(), t.elapsed());
+    let _ = std::fs::remove_dir_all(out);
+    rate
+}
+
+/// Flushes what earlier rounds left dirty, so that no round pays for the
+/// writeback of another.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+/// `render` to the disk against bare writes of the very same files, in
+/// alternating rounds (the disk here is noisy): the ratio of the rates per
+/// round, and the median.
+fn against_bare_writes(csv: &Path, out: &Path, threads: usize, rounds: usize) {
+    let (campaign, recipients) = open(csv);
+    let capture = Capture::default();
+    run::run(
+        &campaign,
+        recipients,
+        &capture,
+        Clock::Fixed(0),
+        |_| Ok(()),
+        |_, _| {},
+    )
+    .unwrap();
+    let files = capture.0.into_inner().unwrap();
+    let bytes: usize = files.iter().map(|f| f.1.len()).sum();
+    println!(
+        "\nrender to .eml files on disk ({}) against bare writes of the same {} files ({} MB), {threads} cores, {rounds} alternating rounds:",
+        out.display(),
+        files.len(),
+        bytes >> 20
+    );
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        settle();
+        let bare = bare_writes(out, &files, threads);
+        settle();
+        let more = threads * run::FILE_THREADS_PER_CORE;
+        let bare_more = bare_writes(out, &files, more);
+        settle();
+        let (_, ours) = end_to_end(csv, out, threads, "files");
+        // The baseline is the faster of the two bare runs.
+        let floor = bare.max(bare_more);
+        ratios.push(ours / floor);
+        println!(
+            "  round {round}: bare writes {bare:6.0} files/s on {threads} threads, {bare_more:6.0} on {more}; render {ours:6.0} letters/s: {:.2}x",
+            ours / floor
+        );
+    }
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "  median: render runs at {:.2}x the bare writes (goal: at least 0.8x)",
+        ratios[ratios.len() / 2]
+    );
 }
 
 /// What the filesystem alone takes: `n` files of `size` bytes written by
@@ -340,6 +449,12 @@ fn main() {
 
     let scratch = dir.path().join("scratch");
     std::fs::create_dir(&scratch).unwrap();
+    if std::env::var_os("BENCH_WRITES_ONLY").is_some() {
+        let small = dir.path().join("recipients-write.csv");
+        generate(&small, 20_000.min(rows));
+        against_bare_writes(&small, &dir.path().join("out"), cores, 3);
+        return;
+    }
     stages(&csv, 10_000.min(rows), &scratch);
     std::fs::remove_dir_all(&scratch).unwrap();
     if std::env::var_os("BENCH_STAGES_ONLY").is_some() {
@@ -374,9 +489,15 @@ fn main() {
             out.display()
         );
         println!("  filesystem alone, {cores} threads writing 32 KB files: {floor:8.0} files/s");
-        println!("  letterpress, one core:  {one:8.0} letters/s ({:.0}x the baseline, {:.0}% of the filesystem)", one / base, 100.0 * one / floor);
-        println!("  letterpress, {cores} cores: {all:8.0} letters/s ({:.0}x the baseline, {:.0}% of the filesystem)", all / base, 100.0 * all / floor);
+        let per = run::FILE_THREADS_PER_CORE;
+        println!("  letterpress, {per} threads:  {one:8.0} letters/s ({:.0}x the baseline, {:.0}% of the filesystem)", one / base, 100.0 * one / floor);
+        println!("  letterpress, {} threads: {all:8.0} letters/s ({:.0}x the baseline, {:.0}% of the filesystem)", cores * per, all / base, 100.0 * all / floor);
     }
+
+    let write_rows = 20_000.min(rows);
+    let small = dir.path().join("recipients-write.csv");
+    generate(&small, write_rows);
+    against_bare_writes(&small, &dir.path().join("out"), cores, 3);
 
     println!("\npeak memory (VmHWM) of a whole run, messages discarded:");
     let exe = std::env::current_exe().unwrap();

@@ -12,6 +12,9 @@ pub const USAGE: u8 = 2;
 pub const ROWS_REJECTED: u8 = 3;
 /// `render --check`: the fresh render differs from the snapshot folder.
 pub const SNAPSHOT_DIFFERS: u8 = 4;
+/// `check --spam`: SpamAssassin scores the sample letter as spam (at or
+/// above its threshold, 5 points by default), and nothing else is wrong.
+pub const SPAM: u8 = 5;
 
 /// `send` was interrupted (Ctrl-C): the messages in flight were finished
 /// and the journal written; run the same command again to resume.
@@ -31,4 +34,5 @@ Exit codes:
      for send: some recipients failed, are ambiguous or were rejected
      (see `letterpress status JOURNAL`)
   4  render --check: some letter differs from the snapshot folder (or was added or removed)
+  5  check --spam: SpamAssassin scores the sample letter as spam (1 if it is not installed)
   130  send was interrupted (Ctrl-C); run the same command again to resume";

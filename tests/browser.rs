@@ -239,6 +239,15 @@ impl Browser {
     /// The text of the (possibly out-of-process) frame whose URL ends with
     /// `url_end`, read in that frame's own session.
     pub fn frame_text(&mut self, url_end: &str) -> String {
+        self.frame_eval(url_end, "document.body ? document.body.innerText : ''")
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// `expression` evaluated in the frame whose URL ends with `url_end`
+    /// (an isolated world of it, or its own session when out of process).
+    pub fn frame_eval(&mut self, url_end: &str, expression: &str) -> Value {
         self.call(
             "Target.setAutoAttach",
             json!({"autoAttach": true, "waitForDebuggerOnStart": false, "flatten": true}),
@@ -258,10 +267,10 @@ impl Browser {
                 );
                 let r = self.call(
                     "Runtime.evaluate",
-                    json!({"expression": "document.body ? document.body.innerText : ''",
+                    json!({"expression": expression,
                            "contextId": world["executionContextId"], "returnByValue": true}),
                 );
-                return r["result"]["value"].as_str().unwrap_or("").to_string();
+                return r["result"]["value"].clone();
             }
         }
         // Out-of-process frames come as attached targets of their own.
@@ -277,10 +286,9 @@ impl Browser {
                 let r = self.send(
                     Some(&s),
                     "Runtime.evaluate",
-                    json!({"expression": "document.body ? document.body.innerText : ''",
-                           "returnByValue": true}),
+                    json!({"expression": expression, "returnByValue": true}),
                 );
-                return r["result"]["value"].as_str().unwrap_or("").to_string();
+                return r["result"]["value"].clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.output.recv_timeout(left) {

@@ -53,8 +53,16 @@ fn example_campaign_writes_three_files_per_contact_and_a_manifest() {
         r.stdout
     );
     let files = tree(&out);
-    // ... plus manifest.json and the gallery (index.html, manifest.js).
-    assert_eq!(files.len(), example_rows() * 3 + 3);
+    // ... plus manifest.json, the gallery (index.html, manifest.js) and
+    // one copy of each calendar file the letters carry, for its links.
+    assert_eq!(files.len(), example_rows() * 3 + 3 + 2);
+    assert_eq!(
+        files
+            .iter()
+            .filter(|(n, _)| n.starts_with("files/"))
+            .count(),
+        2
+    );
     for ext in ["eml", "html", "txt"] {
         assert_eq!(
             files
@@ -143,6 +151,7 @@ struct Parsed {
     subject: String,
     text: String,
     html: String,
+    attachments: Vec<String>,
 }
 
 fn parse_with_mail_parser(eml: &[u8]) -> Parsed {
@@ -150,9 +159,20 @@ fn parse_with_mail_parser(eml: &[u8]) -> Parsed {
     let msg = mail_parser::MessageParser::default()
         .parse(eml)
         .expect("parses");
+    // A letter with files is multipart/mixed around the
+    // multipart/alternative (tests/attach.rs checks the whole tree).
+    let attachments: Vec<String> = msg
+        .attachments()
+        .map(|a| a.attachment_name().unwrap_or("").to_string())
+        .collect();
     let ctype = msg.root_part().content_type().unwrap();
     assert_eq!(ctype.ctype(), "multipart");
-    assert_eq!(ctype.subtype(), Some("alternative"));
+    let want = if attachments.is_empty() {
+        "alternative"
+    } else {
+        "mixed"
+    };
+    assert_eq!(ctype.subtype(), Some(want));
     assert_eq!(msg.text_body.len(), 1);
     assert_eq!(msg.html_body.len(), 1);
     let to = msg.to().unwrap().first().unwrap();
@@ -162,6 +182,7 @@ fn parse_with_mail_parser(eml: &[u8]) -> Parsed {
         subject: msg.subject().unwrap().to_string(),
         text: msg.body_text(0).unwrap().replace("\r\n", "\n"),
         html: msg.body_html(0).unwrap().replace("\r\n", "\n"),
+        attachments,
     }
 }
 
@@ -181,6 +202,14 @@ fn every_message_parses_back_to_the_csv_values() {
         assert_eq!(p.to_addr, &row[0]);
         assert_eq!(p.to_name, format!("{} {}", &row[2], &row[3]));
         assert_eq!(p.subject, "Join our #WeRemember Campaign");
+        // The two invitations of the example letter.
+        assert_eq!(
+            p.attachments,
+            [
+                "lest-we-forget-2021-01-25.ics",
+                "auschwitz-commemoration-2021-01-27.ics"
+            ]
+        );
         assert_eq!(
             p.html,
             std::fs::read_to_string(out.join(format!("{stem}.html"))).unwrap()
@@ -208,7 +237,8 @@ out = pathlib.Path(sys.argv[1])
 res = {}
 for p in sorted(out.glob("*.eml")):
     m = email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
-    assert m.get_content_type() == "multipart/alternative", p
+    assert m.get_content_type() == "multipart/mixed", p
+    assert m.get_payload()[0].get_content_type() == "multipart/alternative", p
     to = m["To"].addresses[0]
     res[p.stem] = {
         "to_name": to.display_name, "to_addr": to.addr_spec, "subject": str(m["Subject"]),
@@ -461,6 +491,53 @@ fn an_oversized_value_rejects_its_row_unless_the_limits_are_raised() {
     let (r, out) = render_small(dir.path(), csv.as_bytes(), &raised);
     r.expect_code(0);
     assert!(out.join("0002-b_example.org.eml").exists());
+}
+
+/// A 100 MB value costs the row cap, not its size: the render of the rows
+/// around it peaks at a few MB of memory more than an ordinary render (it
+/// peaked at over 200 MB while csv read the whole row before the check).
+/// Measured as the child's peak resident size, by Python's `getrusage`.
+#[test]
+fn a_huge_value_is_skipped_unread_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "x".repeat(100 << 20);
+    let csv = format!("email,name\na@example.org,Al\nb@example.org,\"{huge}\"\nc@example.org,Cy\n");
+    let t = write(dir.path(), "t.mjml", SMALL_TEMPLATE);
+    let c = write(dir.path(), "r.csv", csv.as_bytes());
+    drop((huge, csv));
+    let out = dir.path().join("o");
+    let peak = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import resource, subprocess, sys\n\
+             r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n\
+             print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+             print(r.stderr, file=sys.stderr)",
+            env!("CARGO_BIN_EXE_letterpress"),
+            "render",
+        ])
+        .arg(&t)
+        .arg(&c)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&peak.stdout);
+    let stderr = String::from_utf8_lossy(&peak.stderr);
+    let fields: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"3"), "{stdout}\n{stderr}");
+    let peak_kb: u64 = fields[1].parse().unwrap();
+    assert!(
+        stderr.contains("r.csv:3: error: row 2: is longer than"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("skipped unread"), "{stderr}");
+    assert!(out.join("0001-a_example.org.eml").exists());
+    assert!(out.join("0003-c_example.org.eml").exists());
+    assert!(
+        peak_kb < 60 * 1024,
+        "peak {peak_kb} kB for a 100 MB value: read whole?"
+    );
 }
 
 #[test]
@@ -868,53 +945,42 @@ fn a_dangling_out_symlink_is_named_a_broken_link() {
 }
 
 /// A file size limit (`ulimit -f`, SIGXFSZ) stands in for a full disk:
-/// 62 blocks of 512 bytes hold every file but row 4's `.eml` (its community
-/// name is made longer, so that only it is over the limit). The run stops
-/// with exit 1, says how far it got, and leaves only whole files that
-/// `manifest.json` lists.
+/// just enough blocks of 512 bytes for every file but row 4's `.eml` (the
+/// largest). The run stops with exit 1, says how far it got, and leaves
+/// only whole files that `manifest.json` lists.
 #[test]
 fn a_write_that_runs_out_of_room_leaves_only_whole_files_and_stops() {
     let dir = tempfile::tempdir().unwrap();
     let (full, cut) = (dir.path().join("full"), dir.path().join("cut"));
-    let rows = std::fs::read_to_string(example_csv()).unwrap();
-    let csv = write(
-        dir.path(),
-        "r.csv",
-        rows.replace("קהילת אהבת ציון", "קהילת אהבת ציון ירושלים"),
-    );
-    let args = |out: &std::path::Path| {
-        format!(
-            "render {} {} --out {} --deterministic",
-            example_template().display(),
-            csv.display(),
-            out.display()
-        )
-    };
-    let full_run = format!("exec {} {}", env!("CARGO_BIN_EXE_letterpress"), args(&full));
-    run_cmd(
-        std::process::Command::new("sh").args(["-c", &full_run]),
-        None,
-    )
-    .expect_code(0);
+    render_example(&full, &["--deterministic"]).expect_code(0);
     let whole: std::collections::BTreeMap<_, _> = tree(&full).into_iter().collect();
-    for (name, bytes) in &whole {
-        let row4 = name == "0004-yaakov.cohen_example.org.eml";
-        assert_eq!(
-            bytes.len() > 62 * 512,
-            row4,
-            "{name}: {} bytes",
-            bytes.len()
-        );
-    }
+    let largest = "0004-yaakov.cohen_example.org.eml";
+    let next = whole
+        .iter()
+        .filter(|(n, _)| *n != largest)
+        .map(|(_, b)| b.len())
+        .max()
+        .unwrap();
+    let blocks = next.div_ceil(512);
+    assert!(
+        whole[largest].len() > blocks * 512,
+        "{largest} must be the only file above {blocks} blocks"
+    );
     let script = format!(
-        "ulimit -f 62; exec {} {}",
+        "ulimit -f {blocks}; exec {} render {} {} --out {} --deterministic",
         env!("CARGO_BIN_EXE_letterpress"),
-        args(&cut)
+        example_template().display(),
+        example_csv().display(),
+        cut.display()
     );
     let r = run_cmd(std::process::Command::new("sh").args(["-c", &script]), None);
     r.expect_code(1);
-    assert!(r.stderr.contains("stopped at row 4"), "{}", r.stderr);
     assert!(r.stderr.contains("written whole"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("0004-yaakov.cohen_example.org.eml"),
+        "{}",
+        r.stderr
+    );
     let left = tree(&cut);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(cut.join("manifest.json")).unwrap()).unwrap();
@@ -926,6 +992,25 @@ fn a_write_that_runs_out_of_room_leaves_only_whole_files_and_stops() {
         .map(|f| f.as_str().unwrap().to_string())
         .collect();
     assert!(!listed.iter().any(|f| f.starts_with("0004-")), "{listed:?}");
+    // Rows run on several threads: the run stops at the first row not
+    // done, which may come before row 4 (it was waiting its turn).
+    let first_missing = (1..=12)
+        .find(|row| !listed.iter().any(|f| f.starts_with(&format!("{row:04}-"))))
+        .unwrap();
+    assert!(
+        r.stderr
+            .contains(&format!("stopped at row {first_missing} ")),
+        "{}",
+        r.stderr
+    );
+    if first_missing != 4 {
+        assert!(
+            r.stderr
+                .contains("not tried: the run stopped when row 4 (line 5) failed"),
+            "{}",
+            r.stderr
+        );
+    }
     for (name, bytes) in &left {
         if name.ends_with(".eml") || name.ends_with(".txt") || name.ends_with(".html") {
             if name == "index.html" {

@@ -351,3 +351,52 @@ fn the_open_page_reloads_on_an_edit_and_shows_the_error_in_chromium() {
         "the preview to come back",
     );
 }
+
+#[test]
+fn serve_shows_inline_images_and_links_attachments() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("img")).unwrap();
+    write(dir.path(), "img/logo.png", "not really a PNG");
+    write(dir.path(), "flyer.txt", "the flyer");
+    let t = write(
+        dir.path(),
+        "t.mjml",
+        "From: S <s@example.org>\nSubject: Hi\nAttachment: flyer.txt\n\n<mjml><mj-body>\
+         <mj-section><mj-column><mj-image src=\"img/logo.png\" /><mj-text>Hi {{name}}\
+         </mj-text></mj-column></mj-section></mj-body></mjml>\n",
+    );
+    let csv = write(dir.path(), "r.csv", "email,name\nann@example.org,Ann\n");
+    let s = serve(&t, &csv);
+    let data = wait_for_body(s.port, "/manifest.js", "the letter's files", |b| {
+        b.contains("\"attachments\"")
+    });
+    let href = |name: &str| {
+        let at = data.find(&format!("\"name\":\"{name}\"")).unwrap();
+        let rest = &data[at..];
+        let h = rest.split("\"href\":\"").nth(1).unwrap();
+        h[..h.find('"').unwrap()].to_string()
+    };
+    let (logo, flyer) = (href("logo.png"), href("flyer.txt"));
+    assert_eq!(
+        get(s.port, &format!("/{logo}")),
+        (200, "not really a PNG".into())
+    );
+    assert_eq!(get(s.port, &format!("/{flyer}")), (200, "the flyer".into()));
+    let (code, html) = get(s.port, "/0001-ann_example.org.html");
+    assert_eq!(code, 200);
+    assert!(html.contains(&format!("src=\"{logo}\"")), "{html}");
+    assert!(!html.contains("cid:"), "{html}");
+
+    // An edited attachment is picked up like an edited template.
+    write(dir.path(), "flyer.txt", "the new flyer");
+    let data = wait_for_body(s.port, "/manifest.js", "the new flyer", |b| {
+        !b.contains(&flyer)
+    });
+    let at = data.find("\"name\":\"flyer.txt\"").unwrap();
+    let h = data[at..].split("\"href\":\"").nth(1).unwrap();
+    let new = &h[..h.find('"').unwrap()];
+    assert_eq!(
+        get(s.port, &format!("/{new}")),
+        (200, "the new flyer".into())
+    );
+}

@@ -13,6 +13,12 @@ fn campaign(dir: &Path) -> (PathBuf, PathBuf) {
         std::fs::read(example_template()).unwrap(),
     );
     let csv = write(dir, "r.csv", std::fs::read(example_csv()).unwrap());
+    // The calendar files the letter attaches.
+    std::fs::create_dir_all(dir.join("events")).unwrap();
+    for e in std::fs::read_dir(root().join("templates/events")).unwrap() {
+        let e = e.unwrap().path();
+        std::fs::copy(&e, dir.join("events").join(e.file_name().unwrap())).unwrap();
+    }
     (t, csv)
 }
 

@@ -4,6 +4,7 @@
 mod common;
 mod servers;
 
+mod attach;
 mod browser;
 mod check;
 mod fidelity;

@@ -67,6 +67,16 @@ pub struct Input {
     /// refuse more than 10M).
     #[arg(long, value_name = "SIZE", default_value = "10M", value_parser = size)]
     pub max_message_size: usize,
+    /// A per-contact `Attachment:` file that does not exist: `reject` the
+    /// row (naming its CSV line), or `skip` the file and send the letter
+    /// without it (the report says so).
+    #[arg(long, value_name = "WHAT", default_value = "reject")]
+    pub missing_attachment: crate::compose::attach::MissingAttachment,
+    /// Local images (`mj-image`/`<img>` with a `src` that is a file in the
+    /// template's folder): `auto` embeds them as `cid:` parts; `never`
+    /// embeds none and refuses a letter that still shows a local file.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub inline_images: crate::compose::attach::InlineImages,
     /// Link no web fonts: by default the letter links the Google Fonts MJML
     /// links for the fonts it uses (Open Sans, Droid Sans, Lato, Roboto,
     /// Ubuntu, and each mj-font), as the official MJML does.
@@ -135,6 +145,11 @@ pub struct CheckArgs {
     /// Print the report as JSON on standard output.
     #[arg(long)]
     pub json: bool,
+    /// Also score the first good row's letter with SpamAssassin, offline
+    /// (`spamassassin -L`), and list each rule that fired with its points
+    /// and what in the template causes it. Exit 5 when it scores as spam.
+    #[arg(long)]
+    pub spam: bool,
 }
 
 #[derive(Debug, Args)]

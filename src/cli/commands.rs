@@ -129,31 +129,33 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
     };
     let bar = progress_bar(config);
     let quiet = config.quiet;
-    let summary = run::run(
-        &campaign,
-        recipients,
-        &sink,
-        config.clock,
-        |outcome| {
-            match outcome {
-                Outcome::Rejected(p) => bar.suspend(|| eprintln!("{p}")),
-                Outcome::Done { letter, .. } if !quiet => {
-                    for w in &letter.warnings {
-                        bar.suspend(|| eprintln!("{w}"));
+    let summary = run::on_threads(run::file_threads(), || {
+        run::run(
+            &campaign,
+            recipients,
+            &sink,
+            config.clock,
+            |outcome| {
+                match outcome {
+                    Outcome::Rejected(p) => bar.suspend(|| eprintln!("{p}")),
+                    Outcome::Done { letter, .. } if !quiet => {
+                        for w in &letter.warnings {
+                            bar.suspend(|| eprintln!("{w}"));
+                        }
                     }
+                    Outcome::Done { .. } => {}
                 }
-                Outcome::Done { .. } => {}
-            }
-            if let Some(g) = gallery.as_mut() {
-                g.add(outcome)?;
-            }
-            manifest.add(outcome)
-        },
-        |bytes, so_far| {
-            bar.set_position(bytes);
-            bar.set_message(format!("{} letters", so_far.rendered));
-        },
-    )?;
+                if let Some(g) = gallery.as_mut() {
+                    g.add(outcome)?;
+                }
+                manifest.add(outcome)
+            },
+            |bytes, so_far| {
+                bar.set_position(bytes);
+                bar.set_message(format!("{} letters", so_far.rendered));
+            },
+        )
+    })?;
     bar.finish_and_clear();
     if let Some(p) = &summary.stopped {
         // The disk is full: the manifest and the gallery may not fit
@@ -198,22 +200,60 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
     Ok(summary.exit_code())
 }
 
-/// `letterpress check`.
+/// `letterpress check`, and with `--spam` the sample letter's score.
 pub fn check(config: &CheckConfig) -> Result<u8> {
     let source = &config.source;
-    let report = crate::compose::check::check(
+    let mut report = crate::compose::check::check_with(
         &source.template,
         &source.recipients,
         source.delimiter,
         source.limits,
+        source.attach,
     );
+    let spam = if config.spam {
+        spam_check(&mut report, source)
+    } else {
+        None
+    };
     let mut out = std::io::stdout().lock();
     if config.json {
-        let _ = serde_json::to_writer_pretty(&mut out, &report);
+        #[derive(serde::Serialize)]
+        struct Json<'a> {
+            #[serde(flatten)]
+            report: &'a crate::compose::check::CheckReport,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            spam: Option<&'a crate::preview::spam::Score>,
+        }
+        let json = Json {
+            report: &report,
+            spam: spam.as_ref(),
+        };
+        let _ = serde_json::to_writer_pretty(&mut out, &json);
         let _ = writeln!(out);
     } else {
         for p in &report.problems {
             let _ = writeln!(out, "{p}");
+        }
+        if let Some(s) = &spam {
+            let informational: Vec<&str> = s
+                .rules
+                .iter()
+                .filter(|r| r.points == 0.0)
+                .map(|r| r.name.as_str())
+                .collect();
+            let _ = writeln!(
+                out,
+                "spamassassin: row {}'s letter scores {:.1} points ({:.1} or more is spam){}",
+                s.row,
+                // SpamAssassin writes a sum of informational rules as -0.0.
+                s.points + 0.0,
+                s.required,
+                if informational.is_empty() {
+                    String::new()
+                } else {
+                    format!("; rules of 0 points: {}", informational.join(", "))
+                }
+            );
         }
         let _ = writeln!(
             out,
@@ -221,7 +261,59 @@ pub fn check(config: &CheckConfig) -> Result<u8> {
             report.rows, report.errors, report.warnings, report.notes
         );
     }
-    Ok(report.exit_code())
+    let code = report.exit_code();
+    Ok(match spam {
+        Some(s) if code == crate::exit::OK && s.is_spam() => crate::exit::SPAM,
+        _ => code,
+    })
+}
+
+/// Scores the check's sample letter with SpamAssassin: each rule that
+/// fired with points becomes a warning on the template (on the Subject
+/// line for the subject's rules). SpamAssassin missing, or no row to make
+/// a letter of, fails the check.
+fn spam_check(
+    report: &mut crate::compose::check::CheckReport,
+    source: &crate::compose::campaign::Source,
+) -> Option<crate::preview::spam::Score> {
+    use crate::report::{Problem, Severity};
+    let template = source.template.display().to_string();
+    let Some((row, eml)) = report.sample.take() else {
+        if !report.fatal {
+            report.fail(Problem::new(
+                Severity::Error,
+                template,
+                "--spam: no row became a letter, so there is none to score; fix the rows first",
+            ));
+        }
+        return None;
+    };
+    let score = match crate::preview::spam::score(&eml, row) {
+        Ok(s) => s,
+        Err(e) => {
+            report.fail(Problem::new(Severity::Error, "spamassassin", e.to_string()));
+            return None;
+        }
+    };
+    let subject_line = crate::compose::template::TemplateFile::load(&source.template)
+        .ok()
+        .and_then(|t| t.header("Subject").map(|h| h.line as u64));
+    for rule in score.rules.iter().filter(|r| r.points != 0.0) {
+        let why = rule.hint.unwrap_or(rule.description.as_str());
+        let mut p = Problem::new(
+            Severity::Warning,
+            template.clone(),
+            format!(
+                "SpamAssassin {} ({:+.1} points): {why}",
+                rule.name, rule.points
+            ),
+        );
+        if let (Some(line), true) = (subject_line, rule.name.contains("SUBJ")) {
+            p = p.at_line(line);
+        }
+        report.push(p);
+    }
+    Some(score)
 }
 
 /// Opens the list again for each pass of `send`; standard input is read
@@ -275,8 +367,12 @@ fn compile_for_send(
     let template = TemplateFile::load(&source.template)?;
     let mut first = reopen()?;
     let csv_name = first.name().to_string();
-    let campaign = Campaign::compile_with(template, first.columns(), &csv_name, source.fonts)?
-        .limited(source.limits);
+    // The attachment options as before (`compile`'s defaults); the fonts
+    // as the command line says.
+    let attach = Default::default();
+    let campaign =
+        Campaign::compile_with_fonts(template, first.columns(), &csv_name, attach, source.fonts)?
+            .limited(source.limits);
     let mut from_domain = None;
     let mut n = 0;
     while n < 3 {

@@ -69,6 +69,8 @@ pub struct RenderConfig {
 pub struct CheckConfig {
     pub source: Source,
     pub json: bool,
+    /// `--spam`: score a sample letter with SpamAssassin.
+    pub spam: bool,
 }
 
 impl CheckConfig {
@@ -76,6 +78,7 @@ impl CheckConfig {
         Ok(CheckConfig {
             source: Source::from_args(&args.input)?,
             json: args.json,
+            spam: args.spam,
         })
     }
 }
@@ -156,6 +159,10 @@ impl Source {
                 value: input.max_value_size,
                 header: input.max_header_size,
                 message: input.max_message_size,
+            },
+            attach: crate::compose::attach::Options {
+                missing: input.missing_attachment,
+                inline: input.inline_images,
             },
             fonts: if input.no_remote_fonts {
                 RemoteFonts::Off

@@ -9,7 +9,7 @@
 //! signer in [`crate::deliver`].
 
 use crate::compose::campaign::{Campaign, Letter};
-use crate::compose::message;
+use crate::compose::mime_tree;
 use crate::compose::recipients::{show_size, Limits, Recipient};
 use crate::compose::stamp::{Clock, Stamp};
 use crate::report::{Problem, Severity};
@@ -80,14 +80,21 @@ impl<'a> Builder<'a> {
     /// injection, a header word too long for a line) is a located
     /// [`Problem`], never a panic.
     pub fn build(&self, r: &Recipient) -> Result<Built, Problem> {
-        let letter = self.campaign.render(r)?;
+        let mut letter = self.campaign.render(r)?;
+        let plan = self.campaign.files();
+        if !plan.is_empty() {
+            let (files, warnings) =
+                plan.files(r, &mut letter.parts.html, self.campaign.csv_name())?;
+            letter.files = files;
+            letter.warnings.extend(warnings);
+        }
         self.build_letter(letter)
     }
 
-    /// [`Builder::build`] for a letter already merged.
+    /// [`Builder::build`] for a letter already merged (and given its files).
     pub fn build_letter(&self, letter: Letter) -> Result<Built, Problem> {
         let stamp = self.clock.stamp(self.now, letter.fingerprint);
-        let eml = message::build(&letter.parts, &stamp).map_err(|too_long| {
+        let eml = mime_tree::build(&letter.parts, &letter.files, &stamp).map_err(|too_long| {
             Problem::new(
                 Severity::Error,
                 self.campaign.csv_name(),

@@ -11,7 +11,7 @@ use crate::compose::pieces::{self, Pieces};
 use handlebars::{Context, Handlebars};
 
 use crate::compose::fidelity;
-use crate::compose::message::{Mailbox, Parts};
+use crate::compose::message::{ListId, Mailbox, Parts};
 use crate::compose::recipients::{Columns, Limits, Recipient};
 use crate::compose::template::{include_root, TemplateFile, Variable};
 use crate::compose::text;
@@ -26,6 +26,8 @@ pub struct Source {
     pub delimiter: Option<u8>,
     /// How big a value, a header block and a message may be.
     pub limits: Limits,
+    /// `--missing-attachment` and `--inline-images`.
+    pub attach: crate::compose::attach::Options,
     /// Whether the letter links MJML's web fonts (`--no-remote-fonts`).
     pub fonts: fidelity::RemoteFonts,
 }
@@ -39,8 +41,14 @@ impl Source {
             crate::compose::recipients::Recipients::open(&self.recipients, self.delimiter)?
                 .limited(self.limits.value);
         let name = recipients.name().to_string();
-        let campaign = Campaign::compile_with(template, recipients.columns(), &name, self.fonts)?
-            .limited(self.limits);
+        let campaign = Campaign::compile_with_fonts(
+            template,
+            recipients.columns(),
+            &name,
+            self.attach,
+            self.fonts,
+        )?
+        .limited(self.limits);
         Ok((campaign, recipients))
     }
 }
@@ -73,6 +81,8 @@ pub struct Campaign {
     csv: String,
     /// Checked by the build step ([`crate::compose::build::Builder::build`]).
     limits: Limits,
+    /// The attachments and inline images, shared files already encoded.
+    files: crate::compose::attach::Plan,
     /// Both renders link the same web fonts.
     fonts: fidelity::RemoteFonts,
 }
@@ -111,6 +121,9 @@ pub struct Letter {
     /// deterministic [`crate::compose::message::Stamp`].
     pub fingerprint: u128,
     pub warnings: Vec<Problem>,
+    /// Attachments and inline images, added by the build step (empty when
+    /// just merged).
+    pub files: Vec<crate::compose::attach::File>,
 }
 
 /// The variables of `template` that are not columns, each an error naming
@@ -250,6 +263,8 @@ fn render_mjml(
         .element
         .render(&fidelity::render_options(fonts))
         .map(|html| fidelity::correct(html, &carried))
+        // After the corrections: the preheader is letterpress's own.
+        .map(|html| crate::compose::preheader::rewrite(&html))
         .map_err(|e| (1, format!("MJML render error: {e}")))
 }
 
@@ -313,14 +328,28 @@ impl Campaign {
     /// `"Lee, Ann" <a@x.org>`, keep working, and the verdict is the same for
     /// every list.
     pub fn compile(template: TemplateFile, columns: &Columns, csv: &str) -> Result<Campaign> {
-        Campaign::compile_with(template, columns, csv, fidelity::RemoteFonts::default())
+        Self::compile_with(template, columns, csv, Default::default())
     }
 
-    /// [`Campaign::compile`] with the web fonts linked as `fonts` says.
+    /// [`Campaign::compile`] with attachment options other than the
+    /// defaults.
     pub fn compile_with(
         template: TemplateFile,
         columns: &Columns,
         csv: &str,
+        attach: crate::compose::attach::Options,
+    ) -> Result<Campaign> {
+        let fonts = fidelity::RemoteFonts::default();
+        Self::compile_with_fonts(template, columns, csv, attach, fonts)
+    }
+
+    /// [`Campaign::compile_with`], with the web fonts linked as `fonts`
+    /// says (`--no-remote-fonts`).
+    pub fn compile_with_fonts(
+        template: TemplateFile,
+        columns: &Columns,
+        csv: &str,
+        attach: crate::compose::attach::Options,
         fonts: fidelity::RemoteFonts,
     ) -> Result<Campaign> {
         let vars = template.variables()?;
@@ -381,6 +410,9 @@ impl Campaign {
         uri.register_escape_fn(crate::compose::message::percent_encode);
         let mut headers = Vec::new();
         for h in &template.headers {
+            if h.name == crate::compose::template::ATTACHMENT {
+                continue;
+            }
             let key = format!("h:{}", h.name);
             let registry = if h.name == "List-Unsubscribe" {
                 &mut uri
@@ -438,6 +470,11 @@ impl Campaign {
                     }
                 }
             }
+            // Every row would fail alike.
+            if let (Some(value), "List-Id") = (&literal, h.name.as_str()) {
+                ListId::parse(value)
+                    .map_err(|m| template.error(h.line, format!("List-Id: {m}"), false))?;
+            }
             let mut uris = 0;
             if h.name == "List-Unsubscribe" {
                 // `x:x` keeps the scheme check: `{{url}}` (percent-encoded)
@@ -456,7 +493,15 @@ impl Campaign {
             });
         }
         let used = vars.into_iter().map(|v| v.name).collect();
-        let hash = xxhash_rust::xxh3::xxh3_128(template.source.as_bytes());
+        let files = crate::compose::attach::Plan::compile(&template, &html_template, attach)?;
+        let mut hash = xxhash_rust::xxh3::xxh3_128(template.source.as_bytes());
+        // A changed shared file is a changed letter (as a changed include).
+        if files.shared().next().is_some() {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(&hash.to_le_bytes());
+            files.shared().for_each(|f| h.update(&f.sha256));
+            hash = h.digest128();
+        }
         Ok(Campaign {
             template,
             include_root,
@@ -472,6 +517,7 @@ impl Campaign {
             hash,
             csv: csv.to_string(),
             limits: Limits::default(),
+            files,
             fonts,
         })
     }
@@ -483,6 +529,11 @@ impl Campaign {
 
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// The campaign's attachments and inline images.
+    pub fn files(&self) -> &crate::compose::attach::Plan {
+        &self.files
     }
 
     /// The recipients file's name, as used in problems.
@@ -531,6 +582,7 @@ impl Campaign {
         let mut reply_to = None;
         let mut subject = String::new();
         let mut list_unsubscribe = None;
+        let mut list_id = None;
         let mut extra = Vec::new();
         let mut warnings = Vec::new();
         for h in &self.headers {
@@ -560,6 +612,11 @@ impl Campaign {
                         warnings.push(problem(None, "List-Unsubscribe has no https or mailto URL; one-click unsubscribe (RFC 8058) needs https".into()).with_severity(Severity::Warning));
                     }
                     list_unsubscribe = Some(v);
+                }
+                "List-Id" => {
+                    let l = ListId::parse(&value)
+                        .map_err(|m| problem(None, format!("List-Id: {m}")))?;
+                    list_id = Some(l);
                 }
                 _ => extra.push((name.clone(), value)),
             }
@@ -592,12 +649,14 @@ impl Campaign {
                 reply_to,
                 subject,
                 list_unsubscribe,
+                list_id,
                 extra,
                 text,
                 html,
             },
             fingerprint,
             warnings,
+            files: Vec::new(),
         })
     }
 
@@ -992,8 +1051,13 @@ mod tests {
 
     #[test]
     fn the_example_letter_stays_one_piece() {
+        // Without its calendar files, which lie beside the real template.
+        let template: String = include_str!("../../templates/weremember.mjml")
+            .split_inclusive('\n')
+            .filter(|l| !l.starts_with("Attachment:"))
+            .collect();
         let (c, _) = setup(
-            include_str!("../../templates/weremember.mjml"),
+            &template,
             "email,salutation,first_name,last_name,community,contact_id\n",
         );
         let c = c.unwrap();
@@ -1125,6 +1189,39 @@ mod tests {
         let e = c.unwrap_err().to_string();
         assert!(e.starts_with("t.mjml:4: "), "{e}");
         assert!(e.contains("{{{column}}}"), "{e}");
+    }
+
+    #[test]
+    fn list_id_comes_from_the_template_and_is_checked() {
+        let template = TEMPLATE.replace(
+            "X-Tag: fixed\n",
+            "List-Id: {{list}} <appeals.example.org>\n",
+        );
+        let (c, rows) = setup(
+            &template,
+            "email,name,cid,url,list\na@x.org,A,1,u,WJC Appeals\nb@x.org,B,2,u,W<JC>\n",
+        );
+        let c = c.unwrap();
+        let l = c.render(&rows[0]).unwrap().parts.list_id.unwrap();
+        assert_eq!(
+            (l.description.as_str(), l.id.as_str()),
+            ("WJC Appeals", "appeals.example.org")
+        );
+        let e = c.render(&rows[1]).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("List-Id: `W<JC> <appeals.example.org>` is not"),
+            "{e:?}"
+        );
+        let literal = TEMPLATE.replace("X-Tag: fixed\n", "List-Id: Appeals <appeals>\n");
+        let e = setup(&literal, "email,name,cid,url\na@x.org,A,1,u\n")
+            .0
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(": List-Id: the List-Id `<appeals>` must be a name under a domain"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::compose::build::{Builder, Built};
 use crate::compose::campaign::{missing_variables, Campaign};
+use crate::compose::lint;
 use crate::compose::recipients::{Duplicates, Limits, Recipients};
 use crate::compose::stamp::Clock;
 use crate::compose::template::TemplateFile;
@@ -26,10 +27,16 @@ pub struct CheckReport {
     /// some rows.
     #[serde(skip)]
     pub fatal: bool,
+    /// The first row that became a letter: its data row and `.eml` bytes,
+    /// as `render` would write them (with the check's fixed stamp), for
+    /// `check --spam`.
+    #[serde(skip)]
+    pub sample: Option<(usize, Vec<u8>)>,
 }
 
 impl CheckReport {
-    fn push(&mut self, p: Problem) {
+    /// Adds a finding and counts it.
+    pub fn push(&mut self, p: Problem) {
         match p.severity {
             Severity::Error => self.errors += 1,
             Severity::Warning => self.warnings += 1,
@@ -39,8 +46,13 @@ impl CheckReport {
     }
 
     fn fatal(&mut self, e: &Error) {
+        self.fail(problem_of(e));
+    }
+
+    /// Adds a finding that makes the whole check fail (exit 1).
+    pub fn fail(&mut self, p: Problem) {
         self.fatal = true;
-        self.push(problem_of(e));
+        self.push(p);
     }
 
     /// 0 when nothing is wrong (warnings and notes allowed), 1 when the
@@ -101,6 +113,58 @@ fn problem_of(e: &Error) -> Problem {
     }
 }
 
+/// What [`crate::compose::lint`] finds in the template's headers, MJML body,
+/// text sibling and included files, as warnings at their lines in those
+/// files.
+fn lint(t: &TemplateFile, columns: &[String], report: &mut CheckReport) {
+    let path = t.path.display().to_string();
+    let warn = |file: &str, line: usize, message: String| {
+        Problem::new(Severity::Warning, file, message).at_line(line as u64)
+    };
+    let mut found = Vec::new();
+    for h in &t.headers {
+        for f in lint::foreign_placeholders(&h.value, columns) {
+            found.push(warn(&path, h.line + f.line - 1, f.message));
+        }
+    }
+    for f in lint::validate(&t.body, t.body_line) {
+        found.push(warn(&path, f.line, f.message));
+    }
+    let body = lint::foreign_placeholders(&t.body, columns)
+        .into_iter()
+        .chain(lint::link_texts(&t.body));
+    for f in body {
+        found.push(warn(&path, t.body_line + f.line - 1, f.message));
+    }
+    found.sort_by_key(|p| p.line);
+    if let Some(text) = &t.text {
+        let text_path = t.text_path().display().to_string();
+        for f in lint::foreign_placeholders(text, columns) {
+            found.push(warn(&text_path, f.line, f.message));
+        }
+    }
+    for inc in &t.includes {
+        let inc_path = inc.path.display().to_string();
+        // An `.html` or `.css` include is inserted as it is, not parsed as MJML.
+        let mjml = inc.path.extension().is_some_and(|e| e == "mjml");
+        let validated = if mjml {
+            lint::validate(&inc.text, 1)
+        } else {
+            Vec::new()
+        };
+        let findings = validated
+            .into_iter()
+            .chain(lint::foreign_placeholders(&inc.text, columns))
+            .chain(lint::link_texts(&inc.text));
+        let mut in_file: Vec<Problem> = findings
+            .map(|f| warn(&inc_path, f.line, f.message))
+            .collect();
+        in_file.sort_by_key(|p| p.line);
+        found.extend(in_file);
+    }
+    found.into_iter().for_each(|p| report.push(p));
+}
+
 /// Checks `template` against `recipients` and reports every problem found.
 pub fn check(
     template: &Path,
@@ -108,6 +172,20 @@ pub fn check(
     delimiter: Option<u8>,
     limits: Limits,
 ) -> CheckReport {
+    check_with(template, recipients, delimiter, limits, Default::default())
+}
+
+/// [`check`] with the attachment options of the run to check
+/// (`--missing-attachment`, `--inline-images`).
+pub fn check_with(
+    template: &Path,
+    recipients: &str,
+    delimiter: Option<u8>,
+    limits: Limits,
+    attach: crate::compose::attach::Options,
+) -> CheckReport {
+    let template_path = template.to_path_buf();
+    let mut files = crate::compose::attach::Tally::default();
     let mut report = CheckReport::default();
     let template = match TemplateFile::load(template) {
         Ok(t) => Some(t),
@@ -139,9 +217,10 @@ pub fn check(
                 .at_line(1),
             );
         }
+        lint(&t, columns.names(), &mut report);
         match missing_variables(&t, &columns, &csv) {
             Ok(missing) if !missing.is_empty() => missing.iter().for_each(|e| report.fatal(e)),
-            Ok(_) => match Campaign::compile(t, &columns, &csv) {
+            Ok(_) => match Campaign::compile_with(t, &columns, &csv, attach) {
                 Ok(c) => {
                     let c = c.limited(limits);
                     for col in c.unused_columns(&columns) {
@@ -191,8 +270,16 @@ pub fn check(
         }
         // Built as render and send build it: a header word too long for a
         // line is only found there.
+        if !c.files().is_empty() {
+            let to = c.recipient(&r).map(|m| m.address).unwrap_or_default();
+            files.missing(c.files(), &r, &to);
+        }
         match Builder::new(c, Clock::Fixed(0), 0).build(&r) {
-            Ok(Built { letter, .. }) => {
+            Ok(Built { letter, eml, .. }) => {
+                files.letter(r.row, eml.len(), &letter.files);
+                if report.sample.is_none() {
+                    report.sample = Some((r.row, eml));
+                }
                 if let Some(warning) = duplicates.note(&letter.parts.to.address, r.row, r.line) {
                     report.push(
                         Problem::new(Severity::Warning, csv.clone(), warning)
@@ -203,6 +290,11 @@ pub fn check(
                 letter.warnings.into_iter().for_each(|w| report.push(w));
             }
             Err(p) => report.push(p),
+        }
+    }
+    if campaign.is_some() {
+        for p in files.finish(&template_path, &csv) {
+            report.push(p);
         }
     }
     if report.rows == 0 && !report.fatal {

@@ -207,6 +207,70 @@ pub fn unsubscribe_uris(value: &str) -> Result<Vec<&str>, String> {
     }
 }
 
+/// A `List-Id` (RFC 2919): which list a letter belongs to, so that mail
+/// clients can filter it and providers can count complaints per list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListId {
+    /// The optional description before the id (`WJC Appeals`).
+    pub description: String,
+    /// The id itself, without brackets (`appeals.wjc.example.org`).
+    pub id: String,
+}
+
+impl ListId {
+    /// Parses `[description] <list-label.namespace>`: an id of at most 255
+    /// characters, a dot-atom with at least one dot (a domain the sender
+    /// owns, RFC 2919 2), and a description without `<`, `>`, `"` or
+    /// control characters (surrounding double quotes are allowed).
+    pub fn parse(value: &str) -> Result<ListId, String> {
+        let value = value.trim();
+        let shape = || {
+            format!(
+                "`{value}` is not `Description <list.example.org>`; a List-Id is an \
+                 optional description and an id in angle brackets (RFC 2919)"
+            )
+        };
+        let (Some(open), true) = (value.rfind('<'), value.ends_with('>')) else {
+            return Err(shape());
+        };
+        let id = &value[open + 1..value.len() - 1];
+        let description = value[..open].trim();
+        let description = description
+            .strip_prefix('"')
+            .and_then(|d| d.strip_suffix('"'))
+            .unwrap_or(description);
+        if description.contains(['<', '>', '"']) || description.chars().any(char::is_control) {
+            return Err(shape());
+        }
+        let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+        let dot_atom =
+            !id.is_empty() && id.split('.').all(|p| !p.is_empty() && p.chars().all(atext));
+        if !dot_atom || !id.contains('.') || id.len() > 255 {
+            return Err(format!(
+                "the List-Id `<{id}>` must be a name under a domain you own, such as \
+                 `<appeals.example.org>`: letters, digits and dots, at most 255 characters"
+            ));
+        }
+        Ok(ListId {
+            description: description.to_string(),
+            id: id.to_string(),
+        })
+    }
+
+    /// The header value: the description as a phrase (quoted, or RFC 2047
+    /// when not ASCII), then `<id>`.
+    fn encoded(&self) -> String {
+        if self.description.is_empty() {
+            return format!("<{}>", self.id);
+        }
+        let m = Mailbox {
+            name: Some(self.description.clone()),
+            address: self.id.clone(),
+        };
+        encode_mailbox(&m)
+    }
+}
+
 /// Everything that goes into one message, already merged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parts {
@@ -216,6 +280,7 @@ pub struct Parts {
     pub subject: String,
     /// The `List-Unsubscribe` value, `<…>` brackets included.
     pub list_unsubscribe: Option<String>,
+    pub list_id: Option<ListId>,
     /// `X-` headers, in template order.
     pub extra: Vec<(String, String)>,
     pub text: String,
@@ -246,6 +311,21 @@ const MAX_LINE: usize = 998;
 /// Builds the whole message (`.eml` bytes, CRLF line ends, all ASCII).
 pub fn build(parts: &Parts, stamp: &Stamp) -> Result<Vec<u8>, TooLong> {
     let boundary = stamp.boundary();
+    let mut head = head(parts, stamp)?;
+    let _ = write!(
+        head,
+        "Content-Type: multipart/alternative;\r\n boundary=\"{boundary}\"\r\n\r\n"
+    );
+    let mut out =
+        Vec::with_capacity(head.len() + (parts.text.len() + parts.html.len()) * 11 / 10 + 512);
+    out.extend_from_slice(head.as_bytes());
+    alternative(parts, &boundary, &mut out);
+    Ok(out)
+}
+
+/// The message's header block up to and including `MIME-Version`: the
+/// `Content-Type` line (and the body) are the caller's.
+pub(crate) fn head(parts: &Parts, stamp: &Stamp) -> Result<String, TooLong> {
     let mut head = String::with_capacity(1024);
     header(&mut head, "Date", &stamp.rfc5322_date())?;
     header(&mut head, "From", &encode_mailbox(&parts.from))?;
@@ -269,18 +349,19 @@ pub fn build(parts: &Parts, stamp: &Stamp) -> Result<Vec<u8>, TooLong> {
             )?;
         }
     }
+    if let Some(l) = &parts.list_id {
+        header(&mut head, "List-Id", &l.encoded())?;
+    }
     for (name, value) in &parts.extra {
         header(&mut head, name, &encode_unstructured(value))?;
     }
     head.push_str("MIME-Version: 1.0\r\n");
-    let _ = write!(
-        head,
-        "Content-Type: multipart/alternative;\r\n boundary=\"{boundary}\"\r\n\r\n"
-    );
+    Ok(head)
+}
 
-    let mut out =
-        Vec::with_capacity(head.len() + (parts.text.len() + parts.html.len()) * 11 / 10 + 512);
-    out.extend_from_slice(head.as_bytes());
+/// The body of the `multipart/alternative` entity: the text part, the HTML
+/// part, and the closing delimiter of `boundary`.
+pub(crate) fn alternative(parts: &Parts, boundary: &str, out: &mut Vec<u8>) {
     for (kind, body) in [("plain", &parts.text), ("html", &parts.html)] {
         out.extend_from_slice(b"--");
         out.extend_from_slice(boundary.as_bytes());
@@ -289,13 +370,12 @@ pub fn build(parts: &Parts, stamp: &Stamp) -> Result<Vec<u8>, TooLong> {
         out.extend_from_slice(
             b"; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n",
         );
-        quoted_printable(body.as_bytes(), &mut out);
+        quoted_printable(body.as_bytes(), out);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"--");
     out.extend_from_slice(boundary.as_bytes());
     out.extend_from_slice(b"--\r\n");
-    Ok(out)
 }
 
 /// Appends `Name: value`, folded at spaces to about 78 columns.
@@ -498,6 +578,7 @@ mod tests {
             reply_to: None,
             subject: "Zaproszenie dla Łukasza — #WeRemember".into(),
             list_unsubscribe: Some("<https://wjc.example.org/u?c=1>".into()),
+            list_id: None,
             extra: vec![("X-Campaign".into(), "weremember".into())],
             text: "Dear Zofia,\n\nline two\n".into(),
             html: "<p>Dear Zofia,</p>\n".into(),
@@ -522,6 +603,46 @@ mod tests {
         assert!(Mailbox::parse("a@b@example.org").is_err());
         assert!(Mailbox::parse("../../etc/passwd").is_err());
         assert!(Mailbox::parse("zoë@example.org").is_err());
+    }
+
+    #[test]
+    fn list_id_is_a_description_and_a_dot_atom_in_brackets() {
+        let l = ListId::parse(" WJC Appeals <appeals.wjc.example.org> ").unwrap();
+        assert_eq!(l.description, "WJC Appeals");
+        assert_eq!(l.id, "appeals.wjc.example.org");
+        assert_eq!(l.encoded(), "WJC Appeals <appeals.wjc.example.org>");
+        assert_eq!(
+            ListId::parse("<a.example.org>").unwrap().encoded(),
+            "<a.example.org>"
+        );
+        let q = ListId::parse("\"Appeals, WJC\" <a.example.org>").unwrap();
+        assert_eq!(q.encoded(), "\"Appeals, WJC\" <a.example.org>");
+        let u = ListId::parse("Żydowski Kongres <a.example.org>").unwrap();
+        assert_eq!(
+            u.encoded(),
+            "=?utf-8?q?=C5=BBydowski_Kongres?= <a.example.org>"
+        );
+        for bad in [
+            "appeals.example.org",
+            "WJC <appeals>",
+            "WJC <appeals..example.org>",
+            "WJC <.appeals.example.org>",
+            "WJC <a b.example.org>",
+            "WJC <a.example.org> x",
+            "W<J>C <a.example.org>",
+            "WJC <>",
+        ] {
+            assert!(ListId::parse(bad).is_err(), "{bad}");
+        }
+        let long = format!("<{}.org>", "a".repeat(260));
+        assert!(ListId::parse(&long).is_err());
+        let mut p = parts();
+        p.list_id = Some(ListId::parse("WJC Appeals <appeals.wjc.example.org>").unwrap());
+        let s = String::from_utf8(build(&p, &stamp()).unwrap()).unwrap();
+        assert!(
+            s.contains("\r\nList-Id: WJC Appeals <appeals.wjc.example.org>\r\n"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -3,14 +3,21 @@
 //! ([`campaign`], with the [`text`] part, and [`fidelity`], which corrects
 //! mrml's deviations from MJML), the MIME message ([`message`]),
 //! Date and Message-ID ([`stamp`]), and the checks of a whole list
-//! ([`check`]). Nothing here sends, writes files or reads the clock.
+//! ([`check`]); attachments and inline images ([`attach`], [`inline`]) and
+//! the MIME tree that carries them ([`mime_tree`]). Nothing here sends,
+//! writes files or reads the clock.
 
+pub mod attach;
 pub mod build;
 pub mod campaign;
 pub mod check;
 pub mod fidelity;
+pub mod inline;
+pub(crate) mod lint;
 pub mod message;
+pub mod mime_tree;
 mod pieces;
+mod preheader;
 pub mod recipients;
 pub mod stamp;
 pub mod template;

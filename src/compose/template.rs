@@ -13,7 +13,19 @@ use crate::error::{Error, Result};
 /// Headers a template may set. Date, Message-ID, MIME-Version and the
 /// Content-* headers are letterpress's to write; Cc and Bcc would add
 /// recipients that the journal and `check` would not see.
-pub const ALLOWED_HEADERS: &[&str] = &["From", "To", "Reply-To", "Subject", "List-Unsubscribe"];
+pub const ALLOWED_HEADERS: &[&str] = &[
+    "From",
+    "To",
+    "Reply-To",
+    "Subject",
+    "List-Unsubscribe",
+    "List-Id",
+];
+
+/// The header line that names a file to attach (see
+/// [`crate::compose::attach`]): not a header of the message, and the one
+/// name a template may give on several lines.
+pub const ATTACHMENT: &str = "Attachment";
 
 /// The helpers `Handlebars::new()` registers (handlebars 6, without the
 /// `string_helpers` feature); letterpress registers none of its own. Any
@@ -164,7 +176,7 @@ impl TemplateFile {
                 ));
             };
             let name = canonical_header(name.trim()).map_err(|m| fail(line_no, m))?;
-            if headers.iter().any(|h| h.name.eq_ignore_ascii_case(&name)) {
+            if name != ATTACHMENT && headers.iter().any(|h| h.name.eq_ignore_ascii_case(&name)) {
                 return Err(fail(line_no, format!("the `{name}` header is set twice")));
             }
             headers.push(HeaderLine {
@@ -554,6 +566,9 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 fn canonical_header(name: &str) -> std::result::Result<String, String> {
+    if name.eq_ignore_ascii_case(ATTACHMENT) {
+        return Ok(ATTACHMENT.to_string());
+    }
     if let Some(known) = ALLOWED_HEADERS
         .iter()
         .find(|h| h.eq_ignore_ascii_case(name))

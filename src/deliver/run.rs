@@ -76,6 +76,29 @@ impl Summary {
     }
 }
 
+/// Threads per core for a run into files. A write waits for the disk
+/// (the kernel throttles a writer once too much is dirty), so with one
+/// thread a core that core idles while its thread waits; with two, one
+/// merges while the other waits, and rendering to disk approaches what
+/// bare writes of the same files take (`cargo bench --bench render`).
+pub const FILE_THREADS_PER_CORE: usize = 2;
+
+/// Runs `f` on a pool of `threads` threads (the run's parallel parts use
+/// whichever pool they are called in); on the global pool if none can be
+/// made.
+pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    }
+}
+
+/// The threads for a run into files on this machine.
+pub fn file_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores * FILE_THREADS_PER_CORE
+}
+
 /// Rows merged and delivered in parallel between two reports.
 const CHUNK: usize = 512;
 /// How many rows are rendered both ways before the run starts (DESIGN.md 3).
@@ -177,17 +200,27 @@ fn tally(
         let o = match step {
             Step::Out(o) => o,
             Step::Stopped(p) => {
-                // Rows come in order: the first one not done is where the
-                // run stopped.
-                if summary.stopped.as_ref().is_none_or(|s| s.row > p.row) {
-                    summary.stopped = Some(p.clone());
+                match &mut summary.stopped {
+                    // Rows before this one were not tried because of it
+                    // (they were waiting on other threads): the run stopped
+                    // at the first of them, for this reason.
+                    Some(first) if first.row < p.row => {
+                        first.message = because_of(p);
+                    }
+                    _ => summary.stopped = Some(p.clone()),
                 }
                 continue;
             }
             Step::Skipped { row, line } => {
+                // Rows come in order: the first one not done is where the
+                // run stopped.
                 if summary.stopped.as_ref().is_none_or(|s| s.row > Some(*row)) {
+                    let message = summary
+                        .stopped
+                        .as_ref()
+                        .map_or_else(|| "not tried: the run had stopped".into(), because_of);
                     summary.stopped = Some(
-                        Problem::new(Severity::Error, csv, "not tried: the run had stopped")
+                        Problem::new(Severity::Error, csv, message)
                             .at_line(*line)
                             .at_row(*row),
                     );
@@ -214,6 +247,16 @@ fn tally(
         report(o)?;
     }
     Ok(())
+}
+
+/// Why a row was not tried: the fatal failure of a later one.
+fn because_of(fatal: &Problem) -> String {
+    format!(
+        "not tried: the run stopped when row {} (line {}) failed: {}",
+        fatal.row.unwrap_or(0),
+        fatal.line.unwrap_or(0),
+        fatal.message
+    )
 }
 
 fn process(

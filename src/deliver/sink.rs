@@ -8,11 +8,13 @@
 //! caller's business ([`crate::deliver::run`], [`crate::deliver::send`]).
 //! A sink is called from several threads at once.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::compose::attach::{Payload, Role};
 use crate::compose::build::Built;
 use crate::error::{Error, Result};
 
@@ -229,19 +231,78 @@ pub fn file_stem(row: usize, address: &str) -> String {
 impl Formats {
     /// The files one letter makes in this selection, as (format, file
     /// name, bytes), named by [`file_stem`].
-    pub fn files<'a>(&self, out: &'a Built) -> Vec<(&'static str, String, &'a [u8])> {
+    /// The `.html` file is the preview: its `cid:` images point to their
+    /// copies in the folder ([`copy_path`]).
+    pub fn files<'a>(&self, out: &'a Built) -> Vec<(&'static str, String, Cow<'a, [u8]>)> {
         let stem = file_stem(out.letter.row, &out.letter.parts.to.address);
         let parts = &out.letter.parts;
         [
-            ("eml", self.eml, &out.eml[..]),
-            ("html", self.html, parts.html.as_bytes()),
-            ("txt", self.txt, parts.text.as_bytes()),
+            ("eml", self.eml, Cow::Borrowed(&out.eml[..])),
+            ("html", self.html, preview_html(out)),
+            ("txt", self.txt, Cow::Borrowed(parts.text.as_bytes())),
         ]
         .into_iter()
         .filter(|(_, on, _)| *on)
         .map(|(ext, _, bytes)| (ext, format!("{stem}.{ext}"), bytes))
         .collect()
     }
+}
+
+/// Where a file a letter carries is copied in the output folder, relative
+/// to it: `files/<first 16 hex digits of its SHA-256>/<name>`, the name cut
+/// down to `[A-Za-z0-9._-]`. The same content is one copy for the run.
+pub fn copy_path(p: &Payload) -> String {
+    let mut safe: String = p
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe.is_empty() || safe.starts_with('.') {
+        safe.insert(0, '_');
+    }
+    format!("files/{}/{safe}", &p.sha256_hex()[..16])
+}
+
+/// The HTML with each `cid:` image pointing to its copy in the folder (the
+/// letter's own HTML, borrowed, when it has no inline image).
+pub fn preview_html(out: &Built) -> Cow<'_, [u8]> {
+    let html = &out.letter.parts.html;
+    let mut inline = out.letter.files.iter().filter_map(|f| match &f.role {
+        Role::Inline { cid } => Some((cid, &f.payload)),
+        Role::Attachment => None,
+    });
+    let Some(first) = inline.next() else {
+        return Cow::Borrowed(html.as_bytes());
+    };
+    let mut page = html.clone();
+    for (cid, payload) in std::iter::once(first).chain(inline) {
+        page = page.replace(&format!("cid:{cid}"), &copy_path(payload));
+    }
+    Cow::Owned(page.into_bytes())
+}
+
+/// Writes the copy of `p` under `dir` unless it is there already.
+fn write_copy(dir: &Path, p: &Payload) -> std::io::Result<()> {
+    let path = dir.join(copy_path(p));
+    if path.is_file() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    // Written aside and renamed: a letter on another thread may copy the
+    // same file at the same time, and none may see half of it.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".part-{}-{n}", std::process::id()));
+    std::fs::write(&tmp, &p.bytes)?;
+    std::fs::rename(&tmp, &path)
 }
 
 impl Delivered {
@@ -265,7 +326,7 @@ impl Sink for FileSink {
         for (ext, name, bytes) in self.formats.files(out) {
             debug_assert!(!name.contains(['/', '\\']));
             let path = self.dir.join(&name);
-            if let Err(e) = std::fs::write(&path, bytes) {
+            if let Err(e) = std::fs::write(&path, &bytes) {
                 // Best effort: a file that cannot be removed either is
                 // still named in the message.
                 let _ = std::fs::remove_file(&path);
@@ -280,7 +341,27 @@ impl Sink for FileSink {
                 });
             }
             written.push(path);
-            d.record(ext, name, bytes);
+            d.record(ext, name, &bytes);
+        }
+        // The gallery links the attachments and the preview shows the
+        // images: copies beside the letters.
+        if self.formats.html || self.formats.index {
+            for f in &out.letter.files {
+                if let Err(e) = write_copy(&self.dir, &f.payload) {
+                    for p in &written {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    let reply = format!(
+                        "cannot write {}: {e}",
+                        self.dir.join(copy_path(&f.payload)).display()
+                    );
+                    return Err(if out_of_room(&e) {
+                        Failure::Fatal(reply)
+                    } else {
+                        Failure::Permanent { code: None, reply }
+                    });
+                }
+            }
         }
         Ok(Receipt {
             reply: format!("written to {}", self.dir.display()),

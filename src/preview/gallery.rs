@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::compose::attach::{File, Role};
 use crate::compose::message::{Mailbox, Parts, Stamp};
 use crate::deliver::run::{Outcome, Summary};
 use crate::error::{Error, Result};
@@ -86,9 +87,40 @@ struct Entry<'a> {
     warnings: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     headers: Vec<(String, String)>,
+    /// The files the letter carries, attachments and inline images.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<Attachment<'a>>,
     /// Why the row has no letter.
     #[serde(skip_serializing_if = "Option::is_none")]
     rejected: Option<String>,
+}
+
+/// One file of a letter, as the gallery lists it.
+#[derive(Debug, Serialize)]
+struct Attachment<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    content_type: &'a str,
+    size: usize,
+    sha256: String,
+    /// Shown in the HTML rather than offered for download.
+    inline: bool,
+    /// The copy in the output folder ([`crate::deliver::sink::copy_path`]).
+    href: String,
+}
+
+fn attachments(files: &[File]) -> Vec<Attachment<'_>> {
+    files
+        .iter()
+        .map(|f| Attachment {
+            name: &f.payload.name,
+            content_type: &f.payload.content_type,
+            size: f.payload.bytes.len(),
+            sha256: f.payload.sha256_hex(),
+            inline: matches!(f.role, Role::Inline { .. }),
+            href: crate::deliver::sink::copy_path(&f.payload),
+        })
+        .collect()
 }
 
 /// Writes [`DATA`] as the run goes, one line per row, so a long list costs
@@ -139,6 +171,7 @@ impl<W: Write> GalleryData<W> {
                 sizes: None,
                 warnings: Vec::new(),
                 headers: Vec::new(),
+                attachments: Vec::new(),
                 rejected: Some(p.to_string()),
             },
             Outcome::Done {
@@ -156,6 +189,7 @@ impl<W: Write> GalleryData<W> {
                 sizes: Some(&delivered.sizes),
                 warnings: letter.warnings.iter().map(|w| w.message.clone()).collect(),
                 headers: headers(&letter.parts, stamp),
+                attachments: attachments(&letter.files),
                 rejected: None,
             },
         };
@@ -213,6 +247,7 @@ mod tests {
             reply_to: None,
             subject: "Cześć".into(),
             list_unsubscribe: Some("<https://example.org/u>".into()),
+            list_id: None,
             extra: vec![("X-Campaign".into(), "c1".into())],
             text: String::new(),
             html: String::new(),

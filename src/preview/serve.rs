@@ -26,7 +26,9 @@ use crate::compose::build::Built;
 use crate::compose::campaign::Source;
 use crate::compose::template::included_files;
 use crate::deliver::run::{self, Clock, Summary};
-use crate::deliver::sink::{file_stem, Delivered, Envelope, Failure, Receipt, Sink};
+use crate::deliver::sink::{
+    copy_path, file_stem, preview_html, Delivered, Envelope, Failure, Receipt, Sink,
+};
 use crate::error::{Error, Result};
 use crate::preview::gallery::{self, GalleryData};
 
@@ -59,15 +61,22 @@ impl Sink for MemorySink {
         let mut d = Delivered::default();
         let mut files = self.files.lock().expect("no panics while held");
         for (ext, body) in [
-            ("html", &out.letter.parts.html),
-            ("txt", &out.letter.parts.text),
+            ("html", preview_html(out)),
+            ("txt", out.letter.parts.text.as_bytes().into()),
         ] {
             let name = format!("{stem}.{ext}");
-            files.insert(name.clone(), body.as_bytes().to_vec());
+            files.insert(name.clone(), body.to_vec());
             d.files.insert(ext.into(), name);
             d.sizes.insert(ext.into(), body.len() as u64);
         }
         d.sizes.insert("eml".into(), out.eml.len() as u64);
+        // The attachments and images, where the gallery and the preview
+        // look for them: one copy each.
+        for f in &out.letter.files {
+            files
+                .entry(copy_path(&f.payload))
+                .or_insert_with(|| f.payload.bytes.clone());
+        }
         Ok(Receipt {
             reply: "kept in memory".into(),
             delivered: d,
@@ -122,7 +131,7 @@ fn render(source: &Source, clock: Clock) -> Result<(Rendered, Summary)> {
 }
 
 /// The files a render reads: the template, its `.txt` sibling, the
-/// contacts, then the files the template includes.
+/// contacts, then the files the template includes, attaches and shows.
 fn watched(source: &Source) -> Vec<PathBuf> {
     let mut files = vec![
         source.template.clone(),
@@ -130,6 +139,7 @@ fn watched(source: &Source) -> Vec<PathBuf> {
         PathBuf::from(&source.recipients),
     ];
     files.extend(included_files(&source.template));
+    files.extend(crate::compose::attach::watched(&source.template));
     files
 }
 
@@ -386,6 +396,12 @@ fn respond(request: &Head, shared: &Shared) -> (u16, &'static str, Vec<u8>) {
             match last_good.files.get(name) {
                 Some(body) if name.ends_with(".html") => {
                     reply(body.clone(), 200, "text/html; charset=utf-8")
+                }
+                Some(body) if name.starts_with("files/") => {
+                    let kind = mime_guess::from_path(name)
+                        .first_raw()
+                        .unwrap_or("application/octet-stream");
+                    reply(body.clone(), 200, kind)
                 }
                 Some(body) => reply(body.clone(), 200, "text/plain; charset=utf-8"),
                 None => reply(b"not found".to_vec(), 404, "text/plain; charset=utf-8"),

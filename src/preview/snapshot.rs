@@ -126,11 +126,49 @@ pub fn eml_view(eml: &[u8]) -> String {
         })
         .map(|h| (h.name.as_str().to_string(), header_text(&h.value)))
         .collect();
-    view(
+    let mut v = view(
         Some(headers),
         m.body_text(0).as_deref(),
         m.body_html(0).as_deref(),
-    )
+    );
+    v.push_str(&files_view(&m));
+    v
+}
+
+/// The files of a message, one line each: name, type, size and SHA-256 of
+/// the decoded content, so a changed attachment shows as one changed line,
+/// not as pages of base64. Empty for a letter without files.
+fn files_view(m: &mail_parser::Message<'_>) -> String {
+    use mail_parser::MimeHeaders as _;
+    use sha2::Digest as _;
+    let mut v = String::new();
+    for part in m.attachments() {
+        if v.is_empty() {
+            v.push_str("\n==== attachments ====\n");
+        }
+        let kind = part.content_type().map_or_else(
+            || "text/plain".to_string(),
+            |c| match &c.c_subtype {
+                Some(s) => format!("{}/{s}", c.c_type),
+                None => c.c_type.to_string(),
+            },
+        );
+        let inline = if part.content_id().is_some() {
+            ", inline"
+        } else {
+            ""
+        };
+        let sha: String = sha2::Sha256::digest(part.contents())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        v.push_str(&format!(
+            "{} ({kind}{inline}, {} bytes, sha256 {sha})\n",
+            part.attachment_name().unwrap_or("(no name)"),
+            part.contents().len()
+        ));
+    }
+    v
 }
 
 /// What became of one letter.
@@ -229,13 +267,13 @@ impl SnapshotSink<'_> {
             match self.read(&name)? {
                 Some(old) => {
                     present += 1;
-                    if old != bytes {
+                    if old[..] != bytes[..] {
                         differ.push(name.clone());
                     }
                 }
                 None => differ.push(name.clone()),
             }
-            d.record(ext, name, bytes);
+            d.record(ext, name, &bytes);
         }
         let change = if present == 0 {
             Change::Added

@@ -172,8 +172,19 @@
       .map(function (k) {
         return '<a href="' + esc(files[k]) + '" target="_blank" rel="noopener">' + esc(files[k]) + "</a>";
       }).join("");
+    var a = $("attachments");
+    a.innerHTML = (l.attachments || []).map(function (f) {
+      return '<li' + (f.inline ? ' class="inline"' : "") + '><a href="' + esc(f.href) +
+        '" target="_blank" rel="noopener">' + esc(f.name) + "</a> <span>" + esc(f.type) +
+        ", " + kb(f.size) + (f.inline ? ", shown in the letter" : "") + "</span></li>";
+    }).join("");
+    a.hidden = !(l.attachments || []).length;
     writeHash();
     draw();
+  }
+
+  function kb(n) {
+    return n < 1024 ? n + " B" : n < 1048576 ? (n / 1024).toFixed(1) + " KB" : (n / 1048576).toFixed(1) + " MB";
   }
 
   function move(step) {
