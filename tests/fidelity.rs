@@ -44,12 +44,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
         "pixels",
         "as above: there is no letter to compare",
     ),
-    (
-        "n05-shop-sale",
-        "dom",
-        "in an mj-group, mrml takes a column's padding off the width of its Outlook cell \
-         (284px where MJML writes 300px); only Outlook for Windows reads that cell",
-    ),
 ];
 
 const WIDTHS: [u32; 2] = [600, 375];

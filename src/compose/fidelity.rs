@@ -635,6 +635,7 @@ pub fn correct(html: String, carried: &Carried) -> String {
         fonts_in_mjml_order,
         column_widths_as_mjml,
         outlook_column_widths_as_mjml,
+        group_column_widths_as_mjml,
         column_queries_in_order,
         hero_fluid_padding_percent,
         image_link_title,
@@ -898,6 +899,65 @@ fn outlook_column_widths_as_mjml(html: String) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Inside an `mj-group`, MJML makes a column's Outlook cell its share of
+/// the group (`300px` of 600 for half); mrml takes the column's padding and
+/// borders off it (`284px`). The group's width is its own Outlook cell's,
+/// and the share is in the column's class (`mj-column-per-50`,
+/// `mj-column-px-200`).
+fn group_column_widths_as_mjml(html: String) -> String {
+    const GROUP: &str =
+        "style=\"font-size:0;line-height:0;text-align:left;display:inline-block;width:100%;";
+    const END: &str = "</tr></table><![endif]--></div>";
+    const CELL: &str = "<td style=\"vertical-align:";
+    if !html.contains(GROUP) {
+        return html;
+    }
+    let px = |s: &str| -> Option<f64> {
+        let at = s.find("width:")? + 6;
+        s[at..].split("px").next()?.parse().ok()
+    };
+    let mut edits = Vec::new();
+    for (g, _) in html.match_indices(GROUP) {
+        let before = &html[..g];
+        let Some(outer) = before.rfind("<td style=\"") else {
+            continue;
+        };
+        let Some(group) = px(&before[outer..]) else {
+            continue;
+        };
+        let end = html[g..].find(END).map_or(html.len(), |e| g + e);
+        let mut at = g;
+        while let Some(c) = html[at..end].find(CELL) {
+            let cell = at + c;
+            let close = html[cell..].find('>').map_or(end, |e| cell + e);
+            at = close;
+            let next = &html[close..end];
+            let Some(class) = next
+                .strip_prefix("><![endif]--><div class=\"")
+                .and_then(|n| n.split('"').next())
+            else {
+                continue;
+            };
+            let share = class.split(' ').find_map(|c| {
+                if let Some(p) = c.strip_prefix("mj-column-per-") {
+                    let p: f64 = p.replacen('-', ".", 1).parse().ok()?;
+                    Some(group * p / 100.0)
+                } else {
+                    c.strip_prefix("mj-column-px-")?.parse::<f64>().ok()
+                }
+            });
+            let tag = &html[cell..close];
+            let (Some(share), Some(w)) = (share, tag.find("width:")) else {
+                continue;
+            };
+            let v0 = cell + w + 6;
+            let v1 = html[v0..close].find("px").map_or(v0, |e| v0 + e);
+            edits.push((v0..v1, format!("{share}")));
+        }
+    }
+    apply(&html, edits).into_owned()
 }
 
 /// A fluid-height hero keeps its background's proportions with a cell of
@@ -1369,5 +1429,21 @@ mod tests {
             "<mj-section padding=\"0px 10px\"><mj-column></mj-column><mj-column></mj-column>\
                      <mj-column></mj-column></mj-section>";
         assert!(self::ours(three).contains("width:193.33333333333337px"));
+    }
+
+    #[test]
+    fn a_padded_column_in_a_group_keeps_its_share_in_outlook() {
+        let body = "<mj-section><mj-group><mj-column padding=\"0px 8px\"><mj-text>a</mj-text>\
+                    </mj-column><mj-column width=\"50%\"><mj-text>b</mj-text></mj-column>\
+                    </mj-group></mj-section>";
+        assert!(mrml(body).contains("<td style=\"vertical-align:top;width:284px;\">"));
+        // MJML: <td style="vertical-align:top;width:300px;"> for both.
+        let ours = ours(body);
+        assert!(!ours.contains("width:284px;\">"), "{ours}");
+        assert_eq!(
+            ours.matches("<td style=\"vertical-align:top;width:300px;\">")
+                .count(),
+            2
+        );
     }
 }
