@@ -32,19 +32,7 @@ use crate::common::root;
 
 /// What letterpress does not yet render as MJML does: (template, what
 /// differs: "dom" or "pixels", why).
-const KNOWN: &[(&str, &str, &str)] = &[
-    (
-        "c-html-attributes",
-        "dom",
-        "mrml 6.0.1 does not parse mj-html-attributes: letterpress refuses the template \
-         with mrml's error (loud, not silent)",
-    ),
-    (
-        "c-html-attributes",
-        "pixels",
-        "as above: there is no letter to compare",
-    ),
-];
+const KNOWN: &[(&str, &str, &str)] = &[];
 
 const WIDTHS: [u32; 2] = [600, 375];
 
