@@ -1256,7 +1256,9 @@ fn image_link_title(html: String) -> String {
                 .split_once(" title=\"")
                 .and_then(|(_, t)| t.split_once('"'))
                 .map(|(t, _)| t);
-            if let (Some(title), true) = (title, img.contains("style=\"border:0;")) {
+            // mj-image's own style, not an image in raw HTML.
+            let mj_image = img.contains("outline:none;text-decoration:none;height:auto;");
+            if let (Some(title), true) = (title, mj_image) {
                 out.push_str(&format!(" title=\"{title}\""));
             }
         }
@@ -1331,7 +1333,10 @@ fn truncate_image_and_divider_widths(html: String) -> String {
         let end = rest[p..].find('>').map_or(rest.len(), |e| p + e);
         let tag = &rest[p..end];
         out.push_str(&rest[..p]);
-        let fixable = tag.starts_with("<img ")
+        // mj-image's image and cell, and mj-divider's Outlook table; not
+        // what raw HTML writes.
+        let fixable = (tag.starts_with("<img ")
+            && tag.contains("outline:none;text-decoration:none;height:auto;"))
             || tag.starts_with("<td style=\"width:")
             || (tag.starts_with("<table ") && tag.contains("border-top:"));
         if fixable && tag.contains('.') {
@@ -1718,5 +1723,18 @@ mod tests {
         let at = html.find("data-id=\"42\"").unwrap();
         assert!(html[at..].starts_with("data-id=\"42\">Hi") || html[at..at + 400].contains(">Hi<"));
         assert!(parse_selector("td.a > div#b[x='1']").is_some());
+    }
+
+    #[test]
+    fn raw_html_in_mj_text_is_left_as_written() {
+        let raw = "<a href=\"https://x.example\"><img src=\"a.png\" title=\"T\" width=\"287.5\" \
+                   style=\"border:0;\" /></a>";
+        let body = column(&format!("<mj-text>{raw}</mj-text>"));
+        let ours = ours(&body);
+        assert!(
+            ours.contains("<a href=\"https://x.example\"><img"),
+            "{ours}"
+        );
+        assert!(ours.contains("width=\"287.5\""), "{ours}");
     }
 }
