@@ -40,7 +40,8 @@ pub fn render_options(fonts: RemoteFonts) -> mrml::prelude::render::RenderOption
 /// [`correct`] to put back into the HTML.
 #[derive(Debug, Default)]
 pub struct Carried {
-    /// Outlook's conditional comments, each replaced by `<!--lp:N-->`.
+    /// Outlook's conditional comments, each replaced by a marker comment
+    /// ([`MARK`] and its number).
     comments: Vec<String>,
     /// The `title` of each `mj-button`, in order.
     button_titles: Vec<Option<String>>,
@@ -110,6 +111,10 @@ pub fn prepare_included(mjml: &str) -> Cow<'_, str> {
     out
 }
 
+/// The start of the comment that stands for a conditional comment while
+/// mrml renders.
+const MARK: &str = "<!--letterpress-conditional-comment:";
+
 /// mrml parses what is inside Outlook's conditional comments
 /// (`<!--[if mso | IE]><table><tr><td><![endif]-->`) as elements: a table
 /// opened in one `mj-raw` and closed in another swallows everything between
@@ -134,7 +139,7 @@ fn hide_conditional_comments<'a>(mjml: &'a str, comments: &mut Vec<String>) -> C
         else {
             break;
         };
-        edits.push((start..end, format!("<!--lp:{}-->", comments.len())));
+        edits.push((start..end, format!("{MARK}{}-->", comments.len())));
         comments.push(mjml[start..end].to_string());
         at = end;
     }
@@ -148,9 +153,9 @@ fn restore_conditional_comments(html: String, comments: &[String]) -> String {
     }
     let mut out = String::with_capacity(html.len());
     let mut rest = html.as_str();
-    while let Some(p) = rest.find("<!--lp:") {
+    while let Some(p) = rest.find(MARK) {
         out.push_str(&rest[..p]);
-        let after = &rest[p + 7..];
+        let after = &rest[p + MARK.len()..];
         let restored = after.split_once("-->").and_then(|(n, tail)| {
             let c = comments.get(n.parse::<usize>().ok()?)?;
             Some((c, tail))
@@ -161,7 +166,7 @@ fn restore_conditional_comments(html: String, comments: &[String]) -> String {
                 rest = tail;
             }
             None => {
-                out.push_str("<!--lp:");
+                out.push_str(MARK);
                 rest = after;
             }
         }
