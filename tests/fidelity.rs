@@ -311,34 +311,46 @@ impl Page<'_> {
             .open(&format!("http://127.0.0.1:{}/page/{key}", self.server.port));
     }
 
-    fn dom(&mut self, key: &str, html: &str) -> String {
+    /// Opens the page once: its normalised DOM (with `dom`), then the
+    /// whole page at each of [`WIDTHS`] (with `shots`; the window is resized,
+    /// not reloaded), preheader dropped, as (width, height, RGBA).
+    #[allow(clippy::type_complexity)]
+    fn visit(
+        &mut self,
+        key: &str,
+        html: &str,
+        dom: bool,
+        shots: bool,
+    ) -> (Option<String>, Vec<(u32, u32, Vec<u8>)>) {
+        self.browser.set_size(WIDTHS[0], 800);
         self.open(key, html);
-        number_ids(self.browser.eval(NORMALISE).as_str().unwrap())
-    }
-
-    /// The whole page at `width`, preheader dropped, as RGBA rows.
-    fn pixels(&mut self, key: &str, html: &str, width: u32) -> (u32, u32, Vec<u8>) {
-        self.browser.set_size(width, 800);
-        self.open(key, html);
-        let height = self.browser.eval(
-            "(() => { const pre = [...document.body.children].find(e => e.tagName === 'DIV' && \
-             /display:\\s*none/.test(e.getAttribute('style') || '')); if (pre) pre.remove(); \
-             return Math.ceil(document.documentElement.scrollHeight); })()",
-        );
-        let height = height.as_f64().unwrap().clamp(1.0, 8000.0);
-        let shot = self.browser.call(
-            "Page.captureScreenshot",
-            json!({"format": "png", "captureBeyondViewport": true,
-                   "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}),
-        );
-        let png = crate::browser::base64_decode(shot["data"].as_str().unwrap());
-        let mut reader = png::Decoder::new(std::io::Cursor::new(png))
-            .read_info()
-            .unwrap();
-        let mut buf = vec![0; reader.output_buffer_size()];
-        let info = reader.next_frame(&mut buf).unwrap();
-        buf.truncate(info.buffer_size());
-        (info.width, info.height, buf)
+        // NORMALISE drops the preheader too.
+        let dom = dom.then(|| number_ids(self.browser.eval(NORMALISE).as_str().unwrap()));
+        let mut out = Vec::new();
+        for width in WIDTHS.into_iter().filter(|_| shots) {
+            self.browser.set_size(width, 800);
+            let height = self.browser.eval(
+                "new Promise(done => requestAnimationFrame(() => { \
+                 const pre = [...document.body.children].find(e => e.tagName === 'DIV' && \
+                 /display:\\s*none/.test(e.getAttribute('style') || '')); if (pre) pre.remove(); \
+                 done(Math.ceil(document.documentElement.scrollHeight)); }))",
+            );
+            let height = height.as_f64().unwrap().clamp(1.0, 8000.0);
+            let shot = self.browser.call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true,
+                       "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}),
+            );
+            let png = crate::browser::base64_decode(shot["data"].as_str().unwrap());
+            let mut reader = png::Decoder::new(std::io::Cursor::new(png))
+                .read_info()
+                .unwrap();
+            let mut buf = vec![0; reader.output_buffer_size()];
+            let info = reader.next_frame(&mut buf).unwrap();
+            buf.truncate(info.buffer_size());
+            out.push((info.width, info.height, buf));
+        }
+        (dom, out)
     }
 }
 
@@ -401,22 +413,26 @@ fn letterpress_renders_every_fidelity_template_as_the_official_mjml() {
             std::fs::write(dir.join(format!("{n}.ours.html")), &ours).unwrap();
             std::fs::write(dir.join(format!("{n}.mjml.html")), mjml).unwrap();
         }
-        let (a, b) = (page.dom(&n, &ours), page.dom(&format!("{n}.mjml"), mjml));
-        if a != b {
-            differs.insert((n.clone(), "dom"), dom_diff(&a, &b));
-        }
         let mut pixel_notes = String::new();
-        let pixels = std::env::var_os("FIDELITY_DOM_ONLY").is_none();
-        for images in [false, true].into_iter().filter(|_| pixels) {
+        let shots = std::env::var_os("FIDELITY_DOM_ONLY").is_none();
+        for images in [false, true] {
+            if images && !shots {
+                break;
+            }
             server.images.store(images, Ordering::SeqCst);
-            for width in WIDTHS {
-                let (wa, ha, pa) = page.pixels(&n, &ours, width);
-                let (wb, hb, pb) = page.pixels(&format!("{n}.mjml"), mjml, width);
-                let what = if images {
-                    "stand-in images"
-                } else {
-                    "images blocked"
-                };
+            let (dom_a, shots_a) = page.visit(&n, &ours, !images, shots);
+            let (dom_b, shots_b) = page.visit(&format!("{n}.mjml"), mjml, !images, shots);
+            if let (Some(a), Some(b)) = (dom_a, dom_b) {
+                if a != b {
+                    differs.insert((n.clone(), "dom"), dom_diff(&a, &b));
+                }
+            }
+            let what = if images {
+                "stand-in images"
+            } else {
+                "images blocked"
+            };
+            for ((width, (wa, ha, pa)), (wb, hb, pb)) in WIDTHS.iter().zip(shots_a).zip(shots_b) {
                 if (wa, ha) != (wb, hb) {
                     pixel_notes.push_str(&format!(
                         "    {width} px, {what}: ours {wa}x{ha}, mjml {wb}x{hb}\n"
