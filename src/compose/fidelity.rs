@@ -17,8 +17,9 @@ pub enum RemoteFonts {
     /// `mj-font`).
     #[default]
     Link,
-    /// None: the letter loads nothing from a font host (privacy, size);
-    /// mail clients fall back to the next family in each stack.
+    /// None of those MJML adds by itself (privacy, size): mail clients fall
+    /// back to the next family in each stack. An `mj-font` the template
+    /// declares is still linked: its author asked for it.
     Off,
 }
 
