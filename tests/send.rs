@@ -9,6 +9,7 @@ use crate::common::*;
 use crate::servers::*;
 
 mod journal;
+mod postgres;
 
 /// A campaign in a temporary folder: the small template and `rows`
 /// contacts `person{i}@example.org`. The journal lands next to the list.

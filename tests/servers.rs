@@ -824,3 +824,199 @@ fn serve(
         w.flush()?;
     }
 }
+
+/// A throwaway PostgreSQL cluster, one per test run, shared by the
+/// PostgreSQL tests (a database each): `initdb` in a temporary folder as an
+/// unprivileged user (`nobody` when the tests run as root, as in CI), the
+/// server on 127.0.0.1 and a free port, password authentication over TCP
+/// (the superuser `postgres`, password [`PG_PASSWORD`]). A watchdog stops
+/// it and removes the folder once the test process is gone.
+pub struct PgCluster {
+    pub port: u16,
+    pub dir: PathBuf,
+    bin: PathBuf,
+    root: bool,
+}
+
+pub const PG_PASSWORD: &str = "test-secret";
+
+impl PgCluster {
+    pub fn get() -> &'static PgCluster {
+        static CLUSTER: std::sync::OnceLock<PgCluster> = std::sync::OnceLock::new();
+        CLUSTER.get_or_init(PgCluster::start)
+    }
+
+    fn start() -> PgCluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                    .filter(|b| b.join("initdb").exists())
+                    .max()
+            })
+            .expect("PostgreSQL (/usr/lib/postgresql/*/bin/initdb) is missing: run .ci/setup");
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let dir = std::env::temp_dir().join(format!("letterpress-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pw"), PG_PASSWORD).unwrap();
+        // A self-signed certificate: the server offers TLS.
+        let ok = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(dir.join("server.key"))
+            .arg("-out")
+            .arg(dir.join("server.crt"))
+            .stderr(Stdio::null())
+            .status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "openssl could not make a certificate: run .ci/setup"
+        );
+        if root {
+            assert!(Command::new("chown")
+                .args(["-R", "nobody"])
+                .arg(&dir)
+                .status()
+                .unwrap()
+                .success());
+        }
+        let port = free_port();
+        let c = PgCluster {
+            port,
+            dir: dir.clone(),
+            bin,
+            root,
+        };
+        let out = c
+            .tool("initdb")
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args([
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--auth-local=trust",
+            ])
+            .args(["--auth-host=scram-sha-256", "--pwfile"])
+            .arg(dir.join("pw"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The database `tlsonly` takes TLS connections only.
+        let hba = dir.join("data/pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(
+            &hba,
+            format!("hostnossl tlsonly all 127.0.0.1/32 reject\n{rules}"),
+        )
+        .unwrap();
+        // The watchdog: stops the server and removes the folder when this
+        // process is gone, however it ends.
+        let pg_ctl = c.bin.join("pg_ctl");
+        let stop = format!(
+            "{} {} -D {}/data stop -m immediate",
+            if root { "runuser -u nobody --" } else { "" },
+            pg_ctl.display(),
+            dir.display()
+        );
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {}",
+                std::process::id(),
+                dir.display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let out = c
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(dir.join("data"))
+            .arg("-l")
+            .arg(dir.join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-h 127.0.0.1 -p {port} -k {d} -F -c max_connections=300 \
+                 -c synchronous_commit=off -c ssl=on -c ssl_cert_file={d}/server.crt \
+                 -c ssl_key_file={d}/server.key",
+                d = dir.display()
+            ))
+            .args(["-w", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+        );
+        c
+    }
+
+    /// A PostgreSQL program of the cluster's version, run as its owner,
+    /// from its folder.
+    fn tool(&self, name: &str) -> Command {
+        let mut c = if self.root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "nobody", "--"]).arg(self.bin.join(name));
+            c
+        } else {
+            Command::new(self.bin.join(name))
+        };
+        c.current_dir(&self.dir);
+        c
+    }
+
+    /// A new empty database; returns its URL (no password in it).
+    pub fn database(&self, name: &str) -> String {
+        self.psql("postgres", &format!("DROP DATABASE IF EXISTS {name}"));
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// Runs `sql` in `db` (over the socket, no password); returns the rows,
+    /// fields separated by `|`.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        self.try_psql(db, sql)
+            .unwrap_or_else(|e| panic!("psql {sql}: {e}"))
+    }
+
+    /// [`PgCluster::psql`], the error as a value (a table not made yet).
+    pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = self
+            .tool("psql")
+            .arg("-h")
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
+            .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// The environment a `letterpress` talking to the cluster gets.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![("PGPASSWORD".into(), PG_PASSWORD.into())]
+    }
+}

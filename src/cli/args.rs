@@ -38,9 +38,22 @@ pub enum Command {
     /// resumes without sending anyone the letter twice.
     #[command(after_help = crate::exit::HELP)]
     Send(Box<SendArgs>),
-    /// Print the counts of a send journal (and write the failed rows).
+    /// Print the counts of a send journal (and write the failed rows); for
+    /// a PostgreSQL journal, also each worker: what it holds, how fast.
     #[command(after_help = crate::exit::HELP)]
     Status(StatusArgs),
+    /// Work on journals: `journal copy FROM TO` between SQLite files and
+    /// PostgreSQL databases.
+    #[command(subcommand)]
+    Journal(JournalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Copy a journal (an SQLite file or postgres://USER@HOST:PORT/DB) into
+    /// a new one: a campaign started on one machine can be finished by
+    /// several, and a finished one archived to a file.
+    Copy { from: String, to: String },
 }
 
 /// Where the letters come from: shared by every command.
@@ -205,9 +218,18 @@ pub struct SendArgs {
     pub timeout: String,
     /// The journal (default: next to the contact list, named after the
     /// template: TEMPLATE.journal.sqlite, or TEMPLATE.rehearsal.journal.sqlite
-    /// with --redirect-to).
-    #[arg(long, value_name = "PATH")]
+    /// with --redirect-to). postgres://USER@HOST:PORT/DB shares the
+    /// campaign with every `send` given the same URL (password from
+    /// PGPASSWORD or ~/.pgpass; `?sslmode=disable|prefer|require`). Also
+    /// from LETTERPRESS_JOURNAL.
+    #[arg(long, value_name = "PATH|URL")]
     pub journal: Option<PathBuf>,
+    /// With a PostgreSQL journal: how long this process's claims last
+    /// without a heartbeat (it renews them every third of that). Past it,
+    /// the other workers take back what it claimed, and what it had in
+    /// flight is ambiguous.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub lease: String,
     /// fsync the journal on every write (safe against power loss, slower);
     /// the default is safe against the process dying.
     #[arg(long)]
@@ -264,7 +286,7 @@ pub struct SendArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The journal of a send.
+    /// The journal of a send: a file, or postgres://USER@HOST:PORT/DB.
     pub journal: PathBuf,
     /// Write the failed rows with the SMTP code and reply to this CSV file.
     #[arg(long, value_name = "FILE")]

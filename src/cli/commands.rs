@@ -12,7 +12,7 @@ use crate::compose::build::{Builder, Sign};
 use crate::compose::campaign::Campaign;
 use crate::compose::recipients::Recipients;
 use crate::compose::template::TemplateFile;
-use crate::deliver::journal::{Journal, Mode, SqliteJournal, State};
+use crate::deliver::journal::{self, Journal, Mode, State};
 use crate::deliver::run::{self, Clock, Manifest, Outcome};
 use crate::deliver::sendmail::SendmailSink;
 use crate::deliver::sink::FileSink;
@@ -37,7 +37,10 @@ pub fn main(cli: Cli, env: &Env) -> u8 {
         Command::Serve(args) => ServeConfig::new(&args, env)
             .and_then(|c| crate::preview::serve::serve(&c.source, c.port, c.clock)),
         Command::Send(args) => SendConfig::new(&args, env).and_then(|c| send(&c)),
-        Command::Status(args) => status(&StatusConfig::new(&args)),
+        Command::Status(args) => status(&StatusConfig::new(&args, env)),
+        Command::Journal(crate::cli::args::JournalCommand::Copy { from, to }) => {
+            journal_copy(&from, &to, env)
+        }
     };
     match result {
         Ok(code) => code,
@@ -427,18 +430,18 @@ fn open_sink(config: &SendConfig, from_domain: Option<String>) -> Result<Box<dyn
 /// The journal of a send, owned by this process until it ends (a dry run
 /// only reads it). With `--wait`, a journal another send owns is waited
 /// for, saying so once.
-fn open_journal(config: &SendConfig) -> Result<SqliteJournal> {
+fn open_journal(config: &SendConfig) -> Result<Box<dyn Journal>> {
     if config.dry_run {
-        return SqliteJournal::open(&config.journal, Mode::DryRun);
+        return journal::open(&config.journal, Mode::DryRun);
     }
     let mode = |wait| Mode::Send {
         wait,
         full_sync: config.journal_sync,
     };
-    match SqliteJournal::open(&config.journal, mode(false)) {
+    match journal::open(&config.journal, mode(false)) {
         Err(e @ Error::JournalBusy { .. }) if config.journal_wait => {
             eprintln!("letterpress: {e}; waiting for it (--wait)");
-            SqliteJournal::open(&config.journal, mode(true))
+            journal::open(&config.journal, mode(true))
         }
         other => other,
     }
@@ -487,7 +490,7 @@ pub fn send(config: &SendConfig) -> Result<u8> {
     let sending = Sending {
         builder: Builder::new(&campaign, clock, clock.now()).signed_by(signer),
         sink: sink.as_ref(),
-        journal: &journal,
+        journal: journal.as_ref(),
         options: &config.options,
         stop: &stop,
         on_event: &on_event,
@@ -496,7 +499,7 @@ pub fn send(config: &SendConfig) -> Result<u8> {
     bar.finish_and_clear();
     let summary = result?;
     if let Some(path) = &config.failed_csv {
-        write_failed_csv(&journal, path)?;
+        write_failed_csv(journal.as_ref(), path)?;
     }
     print_send_summary(config, &summary);
     Ok(summary.exit_code())
@@ -578,13 +581,24 @@ fn write_failed_csv(journal: &dyn Journal, path: &std::path::Path) -> Result<()>
     })
 }
 
+/// `letterpress journal copy FROM TO`.
+fn journal_copy(from: &str, to: &str, env: &Env) -> Result<u8> {
+    let loc = |s: &str| {
+        crate::cli::config::location(std::path::Path::new(s), env, crate::cli::config::LEASE)
+    };
+    let n = journal::copy(&loc(from), &loc(to))?;
+    println!("copied {n} recipients from {from} to {to}");
+    Ok(crate::exit::OK)
+}
+
 /// `letterpress status`.
 pub fn status(config: &StatusConfig) -> Result<u8> {
-    let journal = SqliteJournal::open(&config.journal, Mode::Read)?;
+    let journal = journal::open(&config.journal, Mode::Read)?;
     let counts = journal.counts()?;
+    let workers = journal.workers()?;
     let total: usize = counts.iter().map(|(_, n)| n).sum();
     if let Some(path) = &config.failed_csv {
-        write_failed_csv(&journal, path)?;
+        write_failed_csv(journal.as_ref(), path)?;
     }
     let mut out = std::io::stdout().lock();
     if config.json {
@@ -597,6 +611,12 @@ pub fn status(config: &StatusConfig) -> Result<u8> {
             if let Some(v) = journal.meta(k)? {
                 m.insert(k.into(), v.into());
             }
+        }
+        if !workers.is_empty() {
+            m.insert(
+                "workers".into(),
+                serde_json::to_value(&workers).expect("JSON"),
+            );
         }
         let _ = serde_json::to_writer_pretty(&mut out, &m);
         let _ = writeln!(out);
@@ -614,6 +634,21 @@ pub fn status(config: &StatusConfig) -> Result<u8> {
         let ambiguous = journal.rows_in(&[State::Ambiguous])?;
         for a in ambiguous.iter().take(20) {
             let _ = writeln!(out, "ambiguous: row {}: {}", a.row, a.reply);
+        }
+        for w in &workers {
+            let _ = writeln!(
+                out,
+                "worker {} (pid {} on {}, since {}): {}, holds {}, {} in flight, {} sent, {:.0}/s",
+                w.id,
+                w.pid,
+                w.host,
+                w.started,
+                if w.alive { "running" } else { "gone" },
+                w.holds,
+                w.inflight,
+                w.sent,
+                w.sent as f64 / w.seconds.max(1e-3)
+            );
         }
     }
     Ok(crate::exit::OK)

@@ -28,6 +28,12 @@ pub struct Env {
     pub smtp_password: Option<Secret>,
     /// Whether a password prompt can be shown (standard input is a terminal).
     pub stdin_is_terminal: bool,
+    /// `LETTERPRESS_JOURNAL`: the journal when --journal is not given.
+    pub journal: Option<String>,
+    /// `PGPASSWORD`, for a PostgreSQL journal.
+    pub pg_password: Option<Secret>,
+    /// `PGPASSFILE`, or `~/.pgpass`.
+    pub pg_passfile: Option<PathBuf>,
 }
 
 impl Env {
@@ -41,6 +47,16 @@ impl Env {
                 .filter(|p| !p.is_empty())
                 .map(Secret::new),
             stdin_is_terminal: std::io::stdin().is_terminal(),
+            journal: std::env::var("LETTERPRESS_JOURNAL")
+                .ok()
+                .filter(|j| !j.is_empty()),
+            pg_password: std::env::var("PGPASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(Secret::new),
+            pg_passfile: std::env::var_os("PGPASSFILE")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass"))),
         }
     }
 }
@@ -86,16 +102,37 @@ impl CheckConfig {
 /// `letterpress status`, validated.
 #[derive(Debug, Clone)]
 pub struct StatusConfig {
-    pub journal: PathBuf,
+    pub journal: crate::deliver::journal::Location,
     /// `--failed-csv FILE`.
     pub failed_csv: Option<PathBuf>,
     pub json: bool,
 }
 
+/// A journal named on the command line: a PostgreSQL URL or a file.
+pub fn location(
+    given: &std::path::Path,
+    env: &Env,
+    lease: std::time::Duration,
+) -> crate::deliver::journal::Location {
+    use crate::deliver::journal::{postgres::Target, Location};
+    match given.to_str() {
+        Some(url) if Location::is_postgres_url(url) => Location::Postgres(Target {
+            url: url.to_string(),
+            password: env.pg_password.clone(),
+            passfile: env.pg_passfile.clone(),
+            lease,
+        }),
+        _ => Location::Sqlite(given.to_path_buf()),
+    }
+}
+
+/// The lease of a worker unless `--lease` says otherwise.
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl StatusConfig {
-    pub fn new(args: &StatusArgs) -> StatusConfig {
+    pub fn new(args: &StatusArgs, env: &Env) -> StatusConfig {
         StatusConfig {
-            journal: args.journal.clone(),
+            journal: location(&args.journal, env, LEASE),
             failed_csv: args.failed_csv.clone(),
             json: args.json,
         }
@@ -204,7 +241,7 @@ pub struct SendConfig {
     pub source: Source,
     /// Where the letters go (not used by a dry run).
     pub transport: Transport,
-    pub journal: PathBuf,
+    pub journal: crate::deliver::journal::Location,
     pub journal_sync: bool,
     /// `--wait`: wait for another send that owns the journal.
     pub journal_wait: bool,
@@ -347,8 +384,16 @@ impl SendConfig {
             crate::compose::message::validate_address(r)
                 .map_err(|m| usage(format!("--redirect-to: {m}")))?;
         }
-        let journal = match &args.journal {
-            Some(p) => p.clone(),
+        let lease = parse_duration(&args.lease).map_err(|m| usage(format!("--lease {m}")))?;
+        if lease < std::time::Duration::from_millis(500) {
+            return Err(usage("--lease takes at least 500ms".into()));
+        }
+        let given = args
+            .journal
+            .clone()
+            .or_else(|| env.journal.as_ref().map(PathBuf::from));
+        let journal = match given {
+            Some(p) => p,
             None => {
                 let stem = source
                     .template
@@ -370,6 +415,7 @@ impl SendConfig {
                 dir.join(format!("{stem}.{kind}.sqlite"))
             }
         };
+        let journal = location(&journal, env, lease);
         let transport = match (&args.smtp, &args.sendmail) {
             (Some(url), None) => {
                 let server = crate::deliver::smtp::Server::parse(url).map_err(usage)?;
@@ -448,6 +494,7 @@ impl SendConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deliver::journal::Location;
     use clap::Parser;
 
     fn render_args(argv: &[&str]) -> RenderArgs {
@@ -524,7 +571,10 @@ mod tests {
             ..Env::default()
         };
         let c = SendConfig::new(&a, &env).unwrap();
-        assert_eq!(c.journal, PathBuf::from("lists/news.journal.sqlite"));
+        assert_eq!(
+            c.journal,
+            Location::Sqlite(PathBuf::from("lists/news.journal.sqlite"))
+        );
         assert_eq!(c.options.concurrency, 4);
         assert_eq!(c.options.retries, 5);
         assert!(!format!("{c:?}").contains("hunter2"));
@@ -540,7 +590,7 @@ mod tests {
         ]);
         assert_eq!(
             SendConfig::new(&a, &Env::default()).unwrap().journal,
-            PathBuf::from("t.rehearsal.journal.sqlite")
+            Location::Sqlite(PathBuf::from("t.rehearsal.journal.sqlite"))
         );
     }
 

@@ -15,7 +15,7 @@
 //! outcome after the reply. No thread sits on the path of every message but
 //! the CSV reader, which is held for one row at a time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use crate::compose::build::{Builder, Built};
 use crate::compose::campaign::Campaign;
 use crate::compose::recipients::{Recipient, Recipients};
 use crate::compose::stamp::Clock;
-use crate::deliver::journal::{Journal, Known, NewEntry, State};
+use crate::deliver::journal::{Claim, Journal, Known, NewEntry, State};
 use crate::deliver::sink::{Envelope, Failure, Sink};
 use crate::error::{Error, Result};
 use crate::report::{Problem, Severity};
@@ -95,6 +95,9 @@ pub struct Summary {
     pub fatal: Option<String>,
     pub seconds: f64,
     pub journal: String,
+    /// Database round trips of the journal, where it counts them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_round_trips: Option<u64>,
 }
 
 impl Summary {
@@ -180,6 +183,7 @@ impl Sending<'_> {
             self.deliver_all(reopen()?, to_send, &mut summary)?;
         }
         summary.seconds = started.elapsed().as_secs_f64();
+        summary.journal_round_trips = self.journal.round_trips();
         Ok(summary)
     }
 
@@ -234,6 +238,22 @@ impl Sending<'_> {
         let template_changed = journal
             .meta("template_hash")?
             .is_some_and(|was| was != hash);
+        let others = if template_changed && self.shared() {
+            self.others()?
+        } else {
+            Vec::new()
+        };
+        if template_changed && !others.is_empty() {
+            return Err(Error::Changed {
+                path: journal.describe().into(),
+                message: format!(
+                    "the template {} differs from the one the running workers send ({}); \
+                     nothing was sent. Start every worker with the same template files",
+                    self.campaign().template().path.display(),
+                    others.join(", ")
+                ),
+            });
+        }
         if template_changed && !self.options.force {
             return Err(Error::Changed {
                 path: journal.describe().into(),
@@ -258,7 +278,9 @@ impl Sending<'_> {
         let template_changed = self.check_journal()?;
         let recovered = journal.recover()?;
         let mut known = journal.known()?;
-        if recovered == 0 {
+        // A shared journal's in-flight recipients belong to running workers
+        // (recover made those of stopped ones ambiguous).
+        if recovered == 0 && !self.shared() {
             // In a dry run the file is not touched: read in-flight ones as
             // ambiguous.
             for k in known.values_mut() {
@@ -274,6 +296,9 @@ impl Sending<'_> {
             seen: HashMap::new(),
             changed: Vec::new(),
             send: Vec::new(),
+            claimable: HashSet::new(),
+            requeue: Vec::new(),
+            list_hash: xxhash_rust::xxh3::Xxh3::new(),
         };
         journal.plan_start()?;
         let result = (|| -> Result<()> {
@@ -329,6 +354,7 @@ impl Sending<'_> {
             }
         })()
         .and_then(|()| planner.refuse_changed())
+        .and_then(|()| self.check_list(&planner, recipients.name()))
         .and_then(|()| match summary.rows {
             0 => Err(Error::Recipients {
                 path: recipients.name().to_string(),
@@ -347,6 +373,13 @@ impl Sending<'_> {
             &self.campaign().template().path.display().to_string(),
         )?;
         journal.set_meta("recipients", recipients.name())?;
+        if self.shared() {
+            journal.requeue(&planner.requeue)?;
+            journal.set_meta(
+                "list_hash",
+                &format!("{:032x}", planner.list_hash.digest128()),
+            )?;
+        }
         journal.set_meta(
             "columns",
             &serde_json::to_string(recipients.columns().names()).expect("JSON"),
@@ -356,7 +389,64 @@ impl Sending<'_> {
             self.options.redirect_to.as_deref().unwrap_or_default(),
         )?;
         journal.plan_end(true)?;
+        if self.shared() {
+            return Ok(planner.claimable.into_iter().collect());
+        }
         Ok(planner.send)
+    }
+
+    /// Whether this process shares the campaign with others: then the
+    /// journal hands out the recipients.
+    fn shared(&self) -> bool {
+        self.journal.shared() && !self.options.dry_run
+    }
+
+    /// The other running workers of a shared journal, for messages.
+    fn others(&self) -> Result<Vec<String>> {
+        Ok(self
+            .journal
+            .workers()?
+            .into_iter()
+            .filter(|w| w.alive && !w.me)
+            .map(|w| format!("worker {} (pid {} on {})", w.id, w.pid, w.host))
+            .collect())
+    }
+
+    /// A shared campaign: every worker sends the same list. A different
+    /// one is refused, naming it; with --force only when no other worker
+    /// runs.
+    fn check_list(&self, planner: &Planner<'_, '_>, name: &str) -> Result<()> {
+        if !self.shared() {
+            return Ok(());
+        }
+        let ours = format!("{:032x}", planner.list_hash.digest128());
+        let Some(theirs) = self.journal.meta("list_hash")? else {
+            return Ok(());
+        };
+        if theirs == ours {
+            return Ok(());
+        }
+        let others = self.others()?;
+        if self.options.force && others.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Changed {
+            path: self.journal.describe().into(),
+            message: format!(
+                "the contact list {name} differs from the one this campaign was started \
+                 with{}; nothing was sent. Start every worker with the same files{}",
+                if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (sending now: {})", others.join(", "))
+                },
+                if others.is_empty() {
+                    ", or pass --force to send the new list"
+                } else {
+                    ""
+                }
+            ),
+        })
     }
 
     /// The second pass: the senders share the reader and each builds,
@@ -367,12 +457,28 @@ impl Sending<'_> {
         to_send: Vec<usize>,
         summary: &mut Summary,
     ) -> Result<()> {
-        let feed = Mutex::new(Feed {
+        let mut feed = Feed {
             left: to_send.len(),
             to_send: to_send.iter().copied().collect(),
             recipients,
             error: None,
-        });
+            shared: None,
+        };
+        if self.shared() {
+            let mut rows = HashMap::new();
+            while let Some(r) = feed.next_row() {
+                rows.insert(r.row, r);
+            }
+            feed.left = 0;
+            feed.shared = Some(Claims {
+                rows,
+                queue: VecDeque::new(),
+                claimed: 0,
+                limit: self.options.limit,
+                batch: (self.options.concurrency * 8).clamp(16, 256),
+            });
+        }
+        let feed = Mutex::new(feed);
         let senders = Senders {
             sending: self,
             feed,
@@ -401,16 +507,25 @@ impl Sending<'_> {
         summary.deferred = c.deferred.load(Ordering::Relaxed);
         let rejected = c.rejected.load(Ordering::Relaxed);
         summary.rejected += rejected;
-        summary.not_attempted = to_send
-            .len()
-            .saturating_sub(c.started.load(Ordering::Relaxed) + rejected);
+        let feed = senders.feed.into_inner().expect("feed");
+        // With a shared journal, this process set out to send what it
+        // claimed; the rest was the other workers'.
+        let planned = match &feed.shared {
+            Some(c) => c.claimed,
+            None => to_send.len(),
+        };
+        if feed.shared.is_some() {
+            summary.planned = planned;
+        }
+        summary.not_attempted =
+            planned.saturating_sub(c.started.load(Ordering::Relaxed) + rejected);
         summary.interrupted = self.stop.load(Ordering::Relaxed);
         summary.fatal = senders.fatal.into_inner().expect("fatal");
         if let Some(e) = senders.journal_error.into_inner().expect("journal error") {
             return Err(e);
         }
         flushed?;
-        match senders.feed.into_inner().expect("feed").error {
+        match feed.error {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -428,6 +543,13 @@ struct Planner<'s, 'a> {
     changed: Vec<String>,
     /// The rows to send.
     send: Vec<usize>,
+    /// A shared journal: every row that may be sent, whatever --limit
+    /// says (the journal hands them out).
+    claimable: HashSet<usize>,
+    /// A shared journal: failed or ambiguous recipients to send again.
+    requeue: Vec<String>,
+    /// The list's rows, hashed: every worker of a campaign sends the same.
+    list_hash: xxhash_rust::xxh3::Xxh3,
 }
 
 impl Planner<'_, '_> {
@@ -437,6 +559,11 @@ impl Planner<'_, '_> {
         let s = self.sending;
         let opts = s.options;
         let k = p.address.to_ascii_lowercase();
+        for f in &p.fields {
+            self.list_hash.update(f.as_bytes());
+            self.list_hash.update(b"\x1f");
+        }
+        self.list_hash.update(b"\x1e");
         if let Some(first) = self.seen.get(&k) {
             summary.duplicates += 1;
             (s.on_event)(Event::Problem(&s.problem(
@@ -488,13 +615,21 @@ impl Planner<'_, '_> {
                 summary.skipped_failed += 1;
                 false
             }
+            // Another worker sends it now.
+            State::Inflight if s.shared() => false,
             _ => true,
         };
+        if go && s.shared() {
+            self.claimable.insert(p.row);
+        }
         if go {
             if opts.limit.is_some_and(|n| self.send.len() >= n) {
                 summary.held_back += 1;
             } else {
                 self.send.push(p.row);
+                if s.shared() && matches!(state, State::Failed | State::Ambiguous) {
+                    self.requeue.push(k.clone());
+                }
             }
         }
         Some((k, p))
@@ -535,11 +670,74 @@ struct Feed {
     left: usize,
     /// The list could not be read to the end.
     error: Option<Error>,
+    /// A shared journal hands out the rows instead.
+    shared: Option<Claims>,
+}
+
+/// The rows a shared journal may hand out, and those it handed to this
+/// process.
+struct Claims {
+    /// The list's rows that may be claimed, read in advance: claims come
+    /// in any order.
+    rows: HashMap<usize, Recipient>,
+    /// Claimed, not yet handed to a sender: (row, address).
+    queue: VecDeque<(usize, String)>,
+    claimed: usize,
+    /// `--limit`: claim no more.
+    limit: Option<usize>,
+    batch: usize,
 }
 
 impl Feed {
-    /// The next planned row, or `None` when all are handed out.
-    fn next(&mut self) -> Option<Recipient> {
+    /// The next row to send, with its address when a shared journal handed
+    /// it out; `None` when all are handed out or the run stops.
+    fn next(
+        &mut self,
+        journal: &dyn Journal,
+        stop: &AtomicBool,
+    ) -> Option<(Recipient, Option<String>)> {
+        if let Some(c) = &mut self.shared {
+            loop {
+                if let Some((row, address)) = c.queue.pop_front() {
+                    // A row not in this process's plan stays claimed until
+                    // it leaves, then goes back to the pool.
+                    if let Some(r) = c.rows.remove(&row) {
+                        return Some((r, Some(address)));
+                    }
+                    continue;
+                }
+                if stop.load(Ordering::Relaxed) || self.error.is_some() {
+                    return None;
+                }
+                let want = match c.limit {
+                    Some(n) => n.saturating_sub(c.claimed).min(c.batch),
+                    None => c.batch,
+                };
+                if want == 0 {
+                    return None;
+                }
+                match journal.claim(want) {
+                    Ok(Claim::Rows(rows)) => {
+                        c.claimed += rows.len();
+                        c.queue.extend(rows);
+                    }
+                    // Other workers hold recipients that come back if
+                    // their lease runs out.
+                    Ok(Claim::Wait) => {
+                        sleep_until(Instant::now() + Duration::from_millis(200), stop)
+                    }
+                    Ok(Claim::Done) => return None,
+                    Err(e) => {
+                        self.error = Some(e);
+                        return None;
+                    }
+                }
+            }
+        }
+        self.next_row().map(|r| (r, None))
+    }
+
+    fn next_row(&mut self) -> Option<Recipient> {
         while self.left > 0 && self.error.is_none() {
             match self.recipients.next_row() {
                 Ok(Some(Ok(r))) if self.to_send.contains(&r.row) => {
@@ -650,8 +848,15 @@ impl Senders<'_, '_> {
         if self.stopped() {
             return None;
         }
-        let r = self.feed.lock().expect("feed").next()?;
-        Some(self.sending.builder.build(&r))
+        let s = self.sending;
+        let (r, claimed) = self.feed.lock().expect("feed").next(s.journal, s.stop)?;
+        let built = s.builder.build(&r);
+        if let (Err(p), Some(address)) = (&built, claimed) {
+            // Left pending, another worker would claim it again: with a
+            // shared journal a row that cannot be built fails.
+            self.journalled(s.journal.finish(&address, State::Failed, None, &p.message));
+        }
+        Some(built)
     }
 
     /// Reports, journals and delivers one built letter. False when this
@@ -677,7 +882,9 @@ impl Senders<'_, '_> {
             (s.on_event)(Event::Progress);
             return true;
         }
-        self.pace.wait(s.stop);
+        if !self.journalled(self.pace.wait(s.journal, s.stop)) {
+            return false;
+        }
         !self.stopped() && self.deliver(&built)
     }
 
@@ -785,8 +992,16 @@ struct Pace {
 }
 
 impl Pace {
-    fn wait(&self, stop: &AtomicBool) {
-        let Some(iv) = self.interval else { return };
+    /// Waits for this letter's turn; a shared journal keeps the pace of
+    /// every process of the campaign.
+    fn wait(&self, journal: &dyn Journal, stop: &AtomicBool) -> Result<()> {
+        let Some(iv) = self.interval else {
+            return Ok(());
+        };
+        if let Some(d) = journal.pace(iv)? {
+            sleep_until(Instant::now() + d, stop);
+            return Ok(());
+        }
         let at = {
             let mut next = self.next.lock().expect("pace");
             let now = Instant::now();
@@ -795,6 +1010,7 @@ impl Pace {
             at
         };
         sleep_until(at, stop);
+        Ok(())
     }
 }
 

@@ -2,7 +2,9 @@
 //! or a dropped connection can be resumed without sending anyone the letter
 //! twice or skipping anyone. This file owns the interface ([`Journal`]) and
 //! the backend-neutral types; a backend owns its storage and is the only
-//! place that speaks its query language ([`sqlite`]: SQL, for SQLite).
+//! place that speaks its query language ([`sqlite`]: SQL, for SQLite;
+//! [`postgres`]: SQL, for PostgreSQL, where several processes share one
+//! campaign).
 //!
 //! States, in order: `pending` (known, never attempted) -> `inflight`
 //! (written before MAIL FROM) -> `accepted` (2xx after the dot, with the
@@ -17,9 +19,66 @@ use serde::Serialize;
 
 use crate::error::Result;
 
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::PgJournal;
 pub use sqlite::{Mode, SqliteJournal};
+
+/// Where a journal lives: an SQLite file, or a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(std::path::PathBuf),
+    Postgres(postgres::Target),
+}
+
+impl Location {
+    /// For messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(p) => p.display().to_string(),
+            Location::Postgres(t) => t.url.clone(),
+        }
+    }
+
+    /// Whether `s` names a PostgreSQL database rather than a file.
+    pub fn is_postgres_url(s: &str) -> bool {
+        s.starts_with("postgres://") || s.starts_with("postgresql://")
+    }
+}
+
+/// Opens the journal at `location` (see [`Mode`]; a PostgreSQL journal has
+/// no owner: `wait` does not apply; `full_sync` waits for the flush of each
+/// commit to the server's disk).
+pub fn open(location: &Location, mode: Mode) -> Result<Box<dyn Journal>> {
+    match location {
+        Location::Sqlite(p) => Ok(Box::new(SqliteJournal::open(p, mode)?)),
+        Location::Postgres(t) => Ok(Box::new(PgJournal::open(t, mode)?)),
+    }
+}
+
+/// `letterpress journal copy`: every recipient and the campaign's details
+/// from one journal to another, which must hold no recipient yet. Recipients
+/// in flight are copied as ambiguous. Returns how many were copied.
+pub fn copy(from: &Location, to: &Location) -> Result<usize> {
+    let source = open(from, Mode::Read)?;
+    if source.workers()?.iter().any(|w| w.alive) {
+        return Err(crate::error::Error::Journal {
+            path: from.describe().into(),
+            message: "has workers sending right now; copy it once they are done".into(),
+        });
+    }
+    let dump = source.dump()?;
+    let target = open(
+        to,
+        Mode::Send {
+            wait: false,
+            full_sync: true,
+        },
+    )?;
+    target.load(&dump)?;
+    Ok(dump.records.len())
+}
 
 /// What `send` and `status` need of a journal, whatever stores it.
 ///
@@ -79,6 +138,104 @@ pub trait Journal: Send + Sync {
 
     /// The recipients in `states`, in row order.
     fn rows_in(&self, states: &[State]) -> Result<Vec<FailedRow>>;
+
+    /// Everything, for [`copy`].
+    fn dump(&self) -> Result<Dump>;
+
+    /// Writes `dump` into a journal that holds no recipient yet; in-flight
+    /// ones become ambiguous.
+    fn load(&self, dump: &Dump) -> Result<()>;
+
+    /// Several processes send this campaign together: the recipients to
+    /// send are handed out by [`Journal::claim`], not taken from the plan.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Claims up to `max` pending or deferred recipients, for this process
+    /// alone until its lease runs out. A shared journal only.
+    fn claim(&self, _max: usize) -> Result<Claim> {
+        Ok(Claim::Done)
+    }
+
+    /// Puts recipients that failed or are ambiguous back in the pool
+    /// (`--retry-failed`, `--resend-ambiguous` on a shared journal). Call
+    /// between `plan_start` and `plan_end`.
+    fn requeue(&self, _addresses: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Reserves the start of the next letter under a `--rate` that every
+    /// process shares: how long to wait first. `None`: the rate is this
+    /// process's own.
+    fn pace(&self, _interval: std::time::Duration) -> Result<Option<std::time::Duration>> {
+        Ok(None)
+    }
+
+    /// The processes that sent or send this campaign (a shared journal).
+    fn workers(&self) -> Result<Vec<Worker>> {
+        Ok(Vec::new())
+    }
+
+    /// Database round trips so far, where they are counted.
+    fn round_trips(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// What [`Journal::claim`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// (row, address) of each recipient claimed, in row order.
+    Rows(Vec<(usize, String)>),
+    /// Nothing to claim now, but other workers hold recipients that may
+    /// come back (their lease may run out): ask again shortly.
+    Wait,
+    /// Nothing left to send.
+    Done,
+}
+
+/// One sending process of a shared journal, for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Worker {
+    pub id: i32,
+    pub host: String,
+    pub pid: i32,
+    pub started: String,
+    /// Its lease is current.
+    pub alive: bool,
+    /// This process.
+    pub me: bool,
+    /// Recipients claimed and not yet attempted (or deferred, retrying).
+    pub holds: usize,
+    pub inflight: usize,
+    /// Outcomes it recorded.
+    pub sent: u64,
+    /// From its start to its last heartbeat (or now).
+    pub seconds: f64,
+}
+
+/// One recipient, every column, for [`copy`].
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub address: String,
+    pub row: i64,
+    pub line: i64,
+    pub fingerprint: String,
+    pub fields: String,
+    pub state: State,
+    pub attempts: i64,
+    pub code: Option<i64>,
+    pub reply: Option<String>,
+    pub message_id: Option<String>,
+    pub updated: i64,
+}
+
+/// A whole journal, for [`copy`].
+#[derive(Debug, Clone, Default)]
+pub struct Dump {
+    pub meta: Vec<(String, String)>,
+    pub records: Vec<Record>,
 }
 
 /// A recipient's state in the journal.

@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{FailedRow, Journal, Known, NewEntry, State};
+use super::{Dump, FailedRow, Journal, Known, NewEntry, Record, State};
 use crate::error::{Error, Result};
 
 /// `PRAGMA application_id` of a letterpress journal: "LPRS".
@@ -522,6 +522,96 @@ impl Journal for SqliteJournal {
             .into_iter()
             .map(|s| (s, found.get(&s).copied().unwrap_or(0)))
             .collect())
+    }
+
+    fn dump(&self) -> Result<Dump> {
+        let conn = self.conn();
+        let meta = conn
+            .prepare("SELECT key, value FROM meta WHERE key <> 'owner'")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .map_err(|e| self.err(e))?;
+        let records = conn
+            .prepare(
+                "SELECT address, row, line, fingerprint, fields, state, attempts, code, reply,
+                   message_id, updated FROM recipients ORDER BY row",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok(Record {
+                        address: r.get(0)?,
+                        row: r.get(1)?,
+                        line: r.get(2)?,
+                        fingerprint: r.get(3)?,
+                        fields: r.get(4)?,
+                        state: State::parse(&r.get::<_, String>(5)?),
+                        attempts: r.get(6)?,
+                        code: r.get(7)?,
+                        reply: r.get(8)?,
+                        message_id: r.get(9)?,
+                        updated: r.get(10)?,
+                    })
+                })?
+                .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(Dump { meta, records })
+    }
+
+    fn load(&self, dump: &Dump) -> Result<()> {
+        self.writing()?;
+        let mut conn = self.conn();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM recipients", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if n > 0 {
+            return Err(refuse(
+                &self.path,
+                format!("already holds {n} recipients; copy into a new journal"),
+            ));
+        }
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut meta = tx
+                .prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")
+                .map_err(|e| self.err(e))?;
+            for (k, v) in &dump.meta {
+                meta.execute([k, v]).map_err(|e| self.err(e))?;
+            }
+            let mut ins = tx
+                .prepare(
+                    "INSERT INTO recipients(address, row, line, fingerprint, fields, state,
+                       attempts, code, reply, message_id, updated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(|e| self.err(e))?;
+            for r in &dump.records {
+                let (state, reply) = match r.state {
+                    State::Inflight => (
+                        State::Ambiguous,
+                        Some("in flight when the journal was copied; the server may have it"),
+                    ),
+                    s => (s, r.reply.as_deref()),
+                };
+                ins.execute(params![
+                    r.address,
+                    r.row,
+                    r.line,
+                    r.fingerprint,
+                    r.fields,
+                    state.as_str(),
+                    r.attempts,
+                    r.code,
+                    reply,
+                    r.message_id,
+                    r.updated
+                ])
+                .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
     }
 
     fn rows_in(&self, states: &[State]) -> Result<Vec<FailedRow>> {

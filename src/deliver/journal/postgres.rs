@@ -1,0 +1,1318 @@
+//! The PostgreSQL journal: one campaign shared by several `send` processes
+//! on one or several machines, and the only place that speaks to
+//! PostgreSQL. It must not let two workers send one recipient, nor lose one.
+//!
+//! Why tokio-postgres: it is the maintained asynchronous client of the
+//! rust-postgres project, runs on the tokio already in the tree (no second
+//! runtime, no C library, unlike libpq bindings), pipelines the queries of
+//! several threads on one connection, and takes TLS from the rustls lettre
+//! already builds (through tokio-postgres-rustls). sqlx would bring its
+//! own pool, macros and a larger tree for the dozen statements here. The
+//! runtime lives in this module only: one thread drives the connection, the
+//! sender threads block on their queries.
+//!
+//! **Sharing the work.** Every process that sends registers a *worker* row
+//! with a lease that a heartbeat thread renews every third of the lease.
+//! A worker claims a batch of recipients (`SELECT … FOR UPDATE SKIP
+//! LOCKED`: two workers never claim one row), commits `inflight` before MAIL
+//! FROM (refused when its lease ran out or the row was taken from it), and
+//! the outcome after the reply; acceptances and outcomes of all its sender
+//! threads go in groups, one statement per group. Any worker reaps a worker
+//! whose lease ran out: the recipients it claimed go back to the pool, those
+//! in flight become ambiguous (never resent automatically, as after a crash
+//! with SQLite). A worker whose lease is lost stops sending.
+//!
+//! **Durability** follows `--journal-sync` as with SQLite: by default a
+//! commit returns once PostgreSQL has it (`synchronous_commit = off` for
+//! letterpress's session: safe against any sender dying, and a crash of
+//! the database server may lose its last fraction of a second of commits);
+//! with `--journal-sync`, once it is flushed to disk.
+//!
+//! **One campaign per database** (or per schema, with `options=-c
+//! search_path=…` in the URL). The tables are named `letterpress_*`; the
+//! schema version is in `letterpress_schema`, and a newer one is refused.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Statement};
+
+use super::{Claim, Dump, FailedRow, Journal, Known, Mode, NewEntry, Record, State, Worker};
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// The layout of the tables; a database with a higher one was written by a
+/// newer letterpress and is refused.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Taken while the schema is made or migrated, and while a plan is written.
+const LOCK_KEY: i64 = 0x4C50_5253;
+
+/// Where the journal is: the URL (no password in it), and how to log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub url: String,
+    /// `PGPASSWORD`, when set.
+    pub password: Option<Secret>,
+    /// The password file (`PGPASSFILE`, or `~/.pgpass`).
+    pub passfile: Option<PathBuf>,
+    /// How long a worker's claims last without a heartbeat (`--lease`).
+    pub lease: Duration,
+}
+
+/// The migrations, in order: `MIGRATIONS[v]` takes a schema from version
+/// `v` to `v + 1`.
+const MIGRATIONS: [&str; 1] = ["
+CREATE TABLE letterpress_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE letterpress_workers (
+    id          serial PRIMARY KEY,
+    host        text NOT NULL,
+    pid         integer NOT NULL,
+    started     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    heartbeat   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    lease_until timestamptz NOT NULL,
+    gone        boolean NOT NULL DEFAULT false,
+    sent        bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE letterpress_recipients (
+    address     text PRIMARY KEY,
+    row         bigint NOT NULL,
+    line        bigint NOT NULL,
+    fingerprint text NOT NULL,
+    fields      text NOT NULL,
+    state       text NOT NULL,
+    attempts    integer NOT NULL DEFAULT 0,
+    code        integer,
+    reply       text,
+    message_id  text,
+    updated     bigint NOT NULL,
+    worker      integer
+);
+CREATE INDEX letterpress_claimable ON letterpress_recipients (row)
+    WHERE worker IS NULL AND state IN ('pending', 'deferred');
+CREATE INDEX letterpress_held ON letterpress_recipients (worker) WHERE worker IS NOT NULL;
+CREATE TABLE letterpress_pace (id integer PRIMARY KEY, next_start timestamptz NOT NULL);
+INSERT INTO letterpress_pace VALUES (1, clock_timestamp());
+"];
+
+/// The lease of the worker `$1` is still good.
+const LEASE_OK: &str = "EXISTS (SELECT 1 FROM letterpress_workers w
+    WHERE w.id = $1 AND NOT w.gone AND w.lease_until > clock_timestamp())";
+
+const REAP: &str = "
+WITH dead AS (
+    UPDATE letterpress_workers SET gone = true
+    WHERE NOT gone AND lease_until < clock_timestamp() RETURNING id),
+gone AS (SELECT id FROM dead UNION ALL SELECT id FROM letterpress_workers WHERE gone),
+amb AS (
+    UPDATE letterpress_recipients SET state = 'ambiguous', worker = NULL, code = NULL,
+      reply = 'in flight when its worker stopped or lost its lease; the server may have it',
+      updated = $1
+    WHERE worker IN (SELECT id FROM gone) AND state = 'inflight' RETURNING 1),
+back AS (
+    UPDATE letterpress_recipients SET worker = NULL
+    WHERE worker IN (SELECT id FROM gone) AND state <> 'inflight' RETURNING 1)
+SELECT (SELECT count(*) FROM amb), (SELECT count(*) FROM back)";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A write of the sending phase, waiting for its commit.
+enum Op {
+    Begin {
+        address: String,
+        message_id: String,
+    },
+    Finish {
+        address: String,
+        state: State,
+        code: Option<u16>,
+        reply: String,
+    },
+    Nothing,
+}
+
+impl Op {
+    fn address(&self) -> Option<&str> {
+        match self {
+            Op::Begin { address, .. } | Op::Finish { address, .. } => Some(address),
+            Op::Nothing => None,
+        }
+    }
+}
+
+/// Writes waiting to ride with the next commit.
+#[derive(Default)]
+struct Queue {
+    ops: Vec<Op>,
+    /// A write failed: every later one reports it.
+    error: Option<String>,
+}
+
+/// What the journal and its heartbeat thread share.
+struct Conn {
+    client: Client,
+    handle: tokio::runtime::Handle,
+    described: String,
+    trips: AtomicU64,
+}
+
+impl Conn {
+    fn err(&self, e: tokio_postgres::Error) -> Error {
+        let message = match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None if e.is_closed() => "the connection to the database was lost".into(),
+            None => e.to_string(),
+        };
+        refuse(&self.described, message)
+    }
+
+    /// Runs one round trip.
+    fn run<T>(
+        &self,
+        f: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+    ) -> Result<T> {
+        self.trips.fetch_add(1, Ordering::Relaxed);
+        self.handle.block_on(f).map_err(|e| self.err(e))
+    }
+}
+
+fn refuse(described: &str, message: impl Into<String>) -> Error {
+    Error::Journal {
+        path: described.into(),
+        message: message.into(),
+    }
+}
+
+/// Connects (the password from `PGPASSWORD` or the password file), and
+/// starts the thread that drives the connection; it ends when the client is
+/// dropped.
+fn connect(target: &Target, app: &str) -> Result<Arc<Conn>> {
+    let described = target.url.clone();
+    let bad = |m: String| refuse(&described, m);
+    let mut config = tokio_postgres::Config::from_str(&target.url)
+        .map_err(|e| bad(format!("is not a PostgreSQL URL: {e}")))?;
+    if config.get_password().is_some() {
+        return Err(bad(
+            "has a password in it; put it in PGPASSWORD or ~/.pgpass instead, so that it \
+             shows in no command line and no log"
+                .into(),
+        ));
+    }
+    let Some(user) = config.get_user().map(str::to_string) else {
+        return Err(bad(
+            "names no user; write postgres://USER@HOST:PORT/DATABASE".into(),
+        ));
+    };
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        _ => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or(&user).to_string();
+    let password = target.password.clone().or_else(|| {
+        target
+            .passfile
+            .as_deref()
+            .and_then(|p| pgpass(p, &host, port, &db, &user))
+    });
+    if let Some(p) = &password {
+        config.password(p.expose());
+    }
+    config.application_name(app);
+    config.keepalives_idle(Duration::from_secs(10));
+    config.connect_timeout(Duration::from_secs(10));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config());
+    let (client, connection) = rt
+        .block_on(config.connect(tls))
+        .map_err(|e| bad(format!("cannot connect: {}", connect_error(&e))))?;
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name("postgres".into())
+        .spawn(move || {
+            let _ = rt.block_on(connection);
+        })
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(Arc::new(Conn {
+        client,
+        handle,
+        described,
+        trips: AtomicU64::new(1),
+    }))
+}
+
+/// The sending worker: its id, lease and heartbeat.
+struct Lease {
+    id: i32,
+    conn: Arc<Conn>,
+    seconds: f64,
+    lost: AtomicBool,
+    sent: AtomicU64,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// An open PostgreSQL journal.
+pub struct PgJournal {
+    conn: Arc<Conn>,
+    mode: Mode,
+    /// No schema yet (a dry run or `status` before any send): reads empty.
+    empty: bool,
+    lease: Option<Arc<Lease>>,
+    heartbeat: Option<std::thread::JoinHandle<()>>,
+    queue: Mutex<Queue>,
+    /// The write of the sending phase; prepared once the tables exist.
+    commit_stmt: Option<Statement>,
+    /// The transaction of a plan is open.
+    planning: AtomicBool,
+    target: Target,
+}
+
+impl PgJournal {
+    pub fn open(target: &Target, mode: Mode) -> Result<PgJournal> {
+        let conn = connect(target, "letterpress")?;
+        let bad = |m: &str| refuse(&target.url, m);
+        let writes = matches!(mode, Mode::Send { .. });
+        let version = schema(&conn, writes)?;
+        if version.is_none() && mode == Mode::Read {
+            return Err(bad(
+                "has no letterpress journal (no campaign was sent with it)",
+            ));
+        }
+        let commit_stmt = version
+            .map(|_| {
+                conn.run(conn.client.prepare(&format!(
+                    "WITH fin AS (
+               UPDATE letterpress_recipients r SET state = f.state, code = f.code,
+                 reply = f.reply, updated = $8,
+                 worker = CASE WHEN f.state = 'deferred' THEN r.worker END
+               FROM unnest($4::text[], $5::text[], $6::int4[], $7::text[])
+                 AS f(address, state, code, reply)
+               WHERE r.address = f.address AND r.worker = $1 RETURNING 1)
+             UPDATE letterpress_recipients r SET state = 'inflight',
+               attempts = r.attempts + 1, message_id = b.mid, updated = $8
+             FROM unnest($2::text[], $3::text[]) AS b(address, mid)
+             WHERE r.address = b.address AND r.worker = $1 AND {LEASE_OK}
+             RETURNING r.address"
+                )))
+            })
+            .transpose()?;
+        let mut journal = PgJournal {
+            conn,
+            mode,
+            empty: version.is_none(),
+            lease: None,
+            heartbeat: None,
+            queue: Mutex::new(Queue::default()),
+            commit_stmt,
+            planning: AtomicBool::new(false),
+            target: target.clone(),
+        };
+        if let Mode::Send {
+            full_sync: false, ..
+        } = mode
+        {
+            // The durability of the SQLite journal's default: a commit is
+            // safe once PostgreSQL has it, whatever happens to the sender;
+            // a crash of the database server may lose the last fraction of
+            // a second (the WAL writer flushes every 200 ms), as a crash of
+            // the machine may with SQLite. --journal-sync waits for the
+            // flush of every commit.
+            journal.conn.run(
+                journal
+                    .conn
+                    .client
+                    .batch_execute("SET synchronous_commit = off"),
+            )?;
+        }
+        if writes {
+            journal.register()?;
+        }
+        Ok(journal)
+    }
+
+    /// Registers this process as a worker and starts its heartbeat.
+    fn register(&mut self) -> Result<()> {
+        let c = &self.conn;
+        let seconds = self.target.lease.as_secs_f64().max(0.5);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "?".into());
+        let row = c.run(c.client.query_one(
+            "INSERT INTO letterpress_workers (host, pid, lease_until)
+             VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3)) RETURNING id",
+            &[&host, &(std::process::id() as i32), &seconds],
+        ))?;
+        // Its own connection: a plan's transaction on the main one must not
+        // hold back the renewals.
+        let conn = connect(&self.target, "letterpress lease")?;
+        let lease = Arc::new(Lease {
+            id: row.get(0),
+            conn,
+            seconds,
+            lost: AtomicBool::new(false),
+            sent: AtomicU64::new(0),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let l = Arc::clone(&lease);
+        self.heartbeat = Some(
+            std::thread::Builder::new()
+                .name("lease".into())
+                .spawn(move || heartbeat(&l.conn, &l))
+                .map_err(|e| refuse(&self.conn.described, e.to_string()))?,
+        );
+        self.lease = Some(lease);
+        Ok(())
+    }
+
+    fn worker(&self) -> i32 {
+        self.lease.as_ref().map_or(0, |l| l.id)
+    }
+
+    fn lost_lease(&self) -> Error {
+        refuse(
+            &self.conn.described,
+            format!(
+                "this worker lost its lease (it was paused, or cut off from the database, for \
+                 longer than --lease {:.0}s); the recipients it held went back to the other \
+                 workers and those in flight are ambiguous; nothing more is sent from this \
+                 process. Run the same command again to rejoin",
+                self.target.lease.as_secs_f64()
+            ),
+        )
+    }
+
+    fn writing(&self) -> Result<bool> {
+        match self.mode {
+            Mode::Send { .. } => Ok(true),
+            Mode::DryRun => Ok(false),
+            Mode::Read => Err(refuse(
+                &self.conn.described,
+                "is open for reading only, and a write was attempted (a bug in letterpress)",
+            )),
+        }
+    }
+
+    /// Queues `op`. With `wait`, writes it now with everything queued
+    /// (the acceptances of every sender thread ride along) and returns once
+    /// it is committed. Unlike SQLite's, writes of several threads may be
+    /// under way at once: the connection pipelines them, so a sender waits
+    /// one round trip, not the others' too. A batch holds at most one begin,
+    /// its own.
+    fn submit(&self, op: Op, wait: bool) -> Result<()> {
+        if !self.writing()? {
+            return Ok(());
+        }
+        let begin = match &op {
+            Op::Begin { address, .. } => Some(address.clone()),
+            _ => None,
+        };
+        if begin.is_some()
+            && self
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.lost.load(Ordering::Relaxed))
+        {
+            return Err(self.lost_lease());
+        }
+        let batch = {
+            let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(e) = &q.error {
+                return Err(refuse(&self.conn.described, e.clone()));
+            }
+            q.ops.push(op);
+            if !wait {
+                return Ok(());
+            }
+            std::mem::take(&mut q.ops)
+        };
+        match self.commit(&batch) {
+            Ok(refused) if begin.is_some_and(|a| refused.contains(&a)) => {
+                if let Some(l) = &self.lease {
+                    l.lost.store(true, Ordering::Relaxed);
+                }
+                Err(self.lost_lease())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                q.error.get_or_insert_with(|| e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `batch`, one statement for each run of ops that names no
+    /// address twice; returns the begins that were refused.
+    fn commit(&self, batch: &[Op]) -> Result<Vec<String>> {
+        let mut refused = Vec::new();
+        let mut start = 0;
+        while start < batch.len() {
+            let mut seen = HashSet::new();
+            let mut end = start;
+            while end < batch.len() {
+                match batch[end].address() {
+                    Some(a) if !seen.insert(a) => break,
+                    _ => end += 1,
+                }
+            }
+            refused.extend(self.commit_group(&batch[start..end])?);
+            start = end;
+        }
+        Ok(refused)
+    }
+
+    fn commit_group(&self, ops: &[Op]) -> Result<Vec<String>> {
+        let (mut ba, mut bm) = (Vec::<&str>::new(), Vec::<&str>::new());
+        let (mut fa, mut fs, mut fc, mut fr) = (
+            Vec::<&str>::new(),
+            Vec::<&str>::new(),
+            Vec::<Option<i32>>::new(),
+            Vec::<&str>::new(),
+        );
+        for op in ops {
+            match op {
+                Op::Begin {
+                    address,
+                    message_id,
+                } => {
+                    ba.push(address);
+                    bm.push(message_id);
+                }
+                Op::Finish {
+                    address,
+                    state,
+                    code,
+                    reply,
+                } => {
+                    fa.push(address);
+                    fs.push(state.as_str());
+                    fc.push(code.map(i32::from));
+                    fr.push(reply);
+                }
+                Op::Nothing => {}
+            }
+        }
+        if ba.is_empty() && fa.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(l) = &self.lease {
+            let done = fs.iter().filter(|s| **s != "deferred").count() as u64;
+            l.sent.fetch_add(done, Ordering::Relaxed);
+        }
+        let c = &self.conn;
+        let rows = c.run(
+            c.client.query(
+                self.commit_stmt
+                    .as_ref()
+                    .ok_or_else(|| refuse(&c.described, "has no tables (a bug in letterpress)"))?,
+                &[&self.worker(), &ba, &bm, &fa, &fs, &fc, &fr, &now()],
+            ),
+        )?;
+        let begun: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(ba
+            .into_iter()
+            .filter(|a| !begun.contains(*a))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Workers whose lease ran out (and those gone) give their recipients
+    /// back: claimed ones to the pool, in-flight ones as ambiguous. Returns
+    /// (ambiguous, back to the pool).
+    fn reap(&self) -> Result<(usize, usize)> {
+        reap(&self.conn)
+    }
+}
+
+fn reap(c: &Conn) -> Result<(usize, usize)> {
+    let row = c.run(c.client.query_one(REAP, &[&now()]))?;
+    Ok((row.get::<_, i64>(0) as usize, row.get::<_, i64>(1) as usize))
+}
+
+/// Renews the lease every third of it, and reaps the workers whose lease
+/// ran out; stops when the journal is dropped or the lease is lost.
+fn heartbeat(c: &Conn, l: &Lease) {
+    let every = Duration::from_secs_f64(l.seconds / 3.0);
+    loop {
+        {
+            let stop = l.stop.lock().unwrap_or_else(PoisonError::into_inner);
+            let (stop, _) = l
+                .wake
+                .wait_timeout_while(stop, every, |s| !*s)
+                .unwrap_or_else(PoisonError::into_inner);
+            if *stop {
+                return;
+            }
+        }
+        let renewed = c.run(c.client.query_opt(
+            "UPDATE letterpress_workers SET lease_until = clock_timestamp() + make_interval(secs => $2),
+               heartbeat = clock_timestamp(), sent = $3
+             WHERE id = $1 AND NOT gone AND lease_until > clock_timestamp() RETURNING id",
+            &[&l.id, &l.seconds, &(l.sent.load(Ordering::Relaxed) as i64)],
+        ));
+        match renewed {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                l.lost.store(true, Ordering::Relaxed);
+                return;
+            }
+            // The connection is gone: the sender threads hear of it too.
+            Err(_) => return,
+        }
+        let _ = reap(c);
+    }
+}
+
+/// Makes the schema if it is missing (`create`), migrates an older one,
+/// refuses a newer one. Returns the version, `None` when there is none.
+fn schema(c: &Conn, create: bool) -> Result<Option<i32>> {
+    let found: Option<i32> = {
+        let row = c.run(
+            c.client
+                .query_one("SELECT to_regclass('letterpress_schema') IS NOT NULL", &[]),
+        )?;
+        if row.get(0) {
+            let v = c.run(
+                c.client
+                    .query_one("SELECT max(version) FROM letterpress_schema", &[]),
+            )?;
+            v.get::<_, Option<i32>>(0)
+        } else {
+            None
+        }
+    };
+    if let Some(v) = found {
+        if v > SCHEMA_VERSION {
+            return Err(refuse(
+                &c.described,
+                format!(
+                    "was written by a newer letterpress (schema {v}; this one knows {}); \
+                     upgrade letterpress",
+                    SCHEMA_VERSION
+                ),
+            ));
+        }
+        if v == SCHEMA_VERSION || !create {
+            return Ok(Some(v));
+        }
+    } else if !create {
+        return Ok(None);
+    }
+    // Made or migrated under a lock: workers may start together.
+    let mut script = format!(
+        "BEGIN; SELECT pg_advisory_xact_lock({LOCK_KEY});
+         CREATE TABLE IF NOT EXISTS letterpress_schema (version integer NOT NULL);
+         DO $$ DECLARE v integer; BEGIN
+           SELECT coalesce(max(version), 0) INTO v FROM letterpress_schema;
+           IF v > {SCHEMA_VERSION} THEN RAISE EXCEPTION 'newer schema %', v; END IF;"
+    );
+    for (v, m) in MIGRATIONS.iter().enumerate() {
+        script.push_str(&format!(
+            " IF v = {v} THEN EXECUTE $m${m}$m$; v := {}; END IF;",
+            v + 1
+        ));
+    }
+    script.push_str(
+        " DELETE FROM letterpress_schema; INSERT INTO letterpress_schema VALUES (v);
+         END $$; COMMIT;",
+    );
+    c.trips.fetch_add(1, Ordering::Relaxed);
+    c.handle
+        .block_on(c.client.batch_execute(&script))
+        .map_err(|e| c.err(e))?;
+    Ok(Some(SCHEMA_VERSION))
+}
+
+/// libpq's `sslmode`: `disable`, `prefer` (the default) and `require` are
+/// what tokio-postgres parses; like libpq in those modes the server's
+/// certificate is not checked (libpq checks it only with `verify-ca` and
+/// `verify-full`, not supported here).
+fn tls_config() -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+        .with_no_client_auth()
+}
+
+/// Encryption without authentication of the server, as libpq's `require`.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn connect_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(inner) = src {
+                s.push_str(&format!(": {inner}"));
+                src = inner.source();
+            }
+            s
+        }
+    }
+}
+
+/// The password for a connection from the password file, by libpq's
+/// rules: lines `host:port:database:user:password`, `*` matches anything,
+/// `\` escapes `:` and `\`, `#` starts a comment, the first match wins; the
+/// file is ignored (with a warning) when others may read it.
+pub fn pgpass(
+    path: &std::path::Path,
+    host: &str,
+    port: u16,
+    db: &str,
+    user: &str,
+) -> Option<Secret> {
+    let text = std::fs::read_to_string(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "letterpress: warning: password file {} has group or world access; \
+                 permissions should be u=rw (0600) or less: ignored",
+                path.display()
+            );
+            return None;
+        }
+    }
+    pgpass_match(&text, host, port, db, user).map(Secret::new)
+}
+
+fn pgpass_match(text: &str, host: &str, port: u16, db: &str, user: &str) -> Option<String> {
+    let port = port.to_string();
+    let want = [host, port.as_str(), db, user];
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = Vec::new();
+        let mut cur = String::new();
+        let mut chars = line.chars();
+        while let Some(ch) = chars.next() {
+            match ch {
+                '\\' => cur.extend(chars.next()),
+                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut cur)),
+                _ => cur.push(ch),
+            }
+        }
+        fields.push(cur);
+        if fields.len() != 5 {
+            continue;
+        }
+        if fields[..4]
+            .iter()
+            .zip(want)
+            .all(|(f, w)| f == "*" || f == w)
+        {
+            return Some(fields.swap_remove(4));
+        }
+    }
+    None
+}
+
+impl Drop for PgJournal {
+    /// A worker leaves: what it still holds goes back to the pool (in-flight
+    /// ones, if any, become ambiguous), and it is marked gone. When its
+    /// connection was lost, a new one does that, so that the others need
+    /// not wait for the lease to run out.
+    fn drop(&mut self) {
+        if let Some(l) = &self.lease {
+            let _ = self.flush();
+            *l.stop.lock().unwrap_or_else(PoisonError::into_inner) = true;
+            l.wake.notify_all();
+            if let Some(h) = self.heartbeat.take() {
+                let _ = h.join();
+            }
+            let leave = |c: &Conn| -> Result<(usize, usize)> {
+                c.run(c.client.execute(
+                    "UPDATE letterpress_workers SET gone = true, heartbeat = clock_timestamp(),
+                       sent = $2 WHERE id = $1",
+                    &[&l.id, &(l.sent.load(Ordering::Relaxed) as i64)],
+                ))?;
+                reap(c)
+            };
+            if self.conn.client.is_closed() {
+                let mut t = self.target.clone();
+                t.lease = Duration::ZERO;
+                if let Ok(fresh) = PgJournal::open(&t, Mode::Read) {
+                    if let Ok((amb, back)) = leave(&fresh.conn) {
+                        eprintln!(
+                            "letterpress: the connection to {} was lost; reconnected to hand \
+                             back this worker's recipients: {amb} in flight are now ambiguous, \
+                             {back} went back to the other workers",
+                            self.conn.described
+                        );
+                    }
+                }
+            } else {
+                let _ = leave(&self.conn);
+            }
+        }
+        // The connection's thread ends when the client is dropped, with
+        // this journal's fields.
+    }
+}
+
+impl Journal for PgJournal {
+    fn describe(&self) -> &str {
+        &self.conn.described
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        if self.empty {
+            return Ok(None);
+        }
+        let c = &self.conn;
+        let row = c.run(
+            c.client
+                .query_opt("SELECT value FROM letterpress_meta WHERE key = $1", &[&key]),
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        if !self.writing()? {
+            return Ok(());
+        }
+        let c = &self.conn;
+        c.run(c.client.execute(
+            "INSERT INTO letterpress_meta (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&key, &value],
+        ))
+        .map(drop)
+    }
+
+    /// Reaps the workers whose lease ran out: the others' recipients are
+    /// theirs until then.
+    fn recover(&self) -> Result<usize> {
+        if !self.writing()? {
+            return Ok(0);
+        }
+        Ok(self.reap()?.0)
+    }
+
+    fn known(&self) -> Result<HashMap<String, Known>> {
+        if self.empty {
+            return Ok(HashMap::new());
+        }
+        let c = &self.conn;
+        let rows = c.run(c.client.query(
+            "SELECT address, state, fingerprint, row, reply FROM letterpress_recipients",
+            &[],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let fp: &str = r.get(2);
+                (
+                    r.get::<_, String>(0),
+                    Known {
+                        state: State::parse(r.get(1)),
+                        fingerprint: u128::from_str_radix(fp, 16).unwrap_or(0),
+                        row: r.get::<_, i64>(3) as usize,
+                        reply: r.get(4),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Plans of workers starting together are written one after the other.
+    fn plan_start(&self) -> Result<()> {
+        if !self.writing()? {
+            return Ok(());
+        }
+        let c = &self.conn;
+        c.run(
+            c.client
+                .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({LOCK_KEY})")),
+        )?;
+        self.planning.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// New recipients are inserted; known ones are updated only when their
+    /// data changed, so that a worker starting locks no row the others send.
+    fn add(&self, entries: &[NewEntry<'_>]) -> Result<()> {
+        if !self.writing()? || entries.is_empty() {
+            return Ok(());
+        }
+        let address: Vec<&str> = entries.iter().map(|e| e.address).collect();
+        let row: Vec<i64> = entries.iter().map(|e| e.row as i64).collect();
+        let line: Vec<i64> = entries.iter().map(|e| e.line as i64).collect();
+        let fp: Vec<String> = entries
+            .iter()
+            .map(|e| format!("{:032x}", e.fingerprint))
+            .collect();
+        let fields: Vec<String> = entries
+            .iter()
+            .map(|e| serde_json::to_string(e.fields).expect("plain JSON"))
+            .collect();
+        let c = &self.conn;
+        c.run(c.client.execute(
+            "WITH n AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[],
+                 $5::text[]) AS n(address, row, line, fingerprint, fields)),
+             upd AS (
+               UPDATE letterpress_recipients r SET row = n.row, line = n.line,
+                 fingerprint = n.fingerprint, fields = n.fields
+               FROM n WHERE r.address = n.address AND (r.row, r.line, r.fingerprint, r.fields)
+                 IS DISTINCT FROM (n.row, n.line, n.fingerprint, n.fields) RETURNING 1)
+             INSERT INTO letterpress_recipients (address, row, line, fingerprint, fields, state,
+               updated)
+             SELECT address, row, line, fingerprint, fields, 'pending', $6 FROM n
+             ON CONFLICT (address) DO NOTHING",
+            &[&address, &row, &line, &fp, &fields, &now()],
+        ))
+        .map(drop)
+    }
+
+    fn plan_end(&self, commit: bool) -> Result<()> {
+        if !self.writing()? || !self.planning.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let c = &self.conn;
+        c.run(
+            c.client
+                .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" }),
+        )
+    }
+
+    fn begin(&self, address: &str, message_id: &str) -> Result<()> {
+        self.submit(
+            Op::Begin {
+                address: address.into(),
+                message_id: message_id.into(),
+            },
+            true,
+        )
+    }
+
+    fn finish(&self, address: &str, state: State, code: Option<u16>, reply: &str) -> Result<()> {
+        self.submit(
+            Op::Finish {
+                address: address.into(),
+                state,
+                code,
+                reply: reply.into(),
+            },
+            true,
+        )
+    }
+
+    fn accepted_later(&self, address: &str, reply: &str) -> Result<()> {
+        self.submit(
+            Op::Finish {
+                address: address.into(),
+                state: State::Accepted,
+                code: None,
+                reply: reply.into(),
+            },
+            false,
+        )
+    }
+
+    fn flush(&self) -> Result<()> {
+        let queued = !self
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ops
+            .is_empty();
+        match queued {
+            true => self.submit(Op::Nothing, true),
+            false => Ok(()),
+        }
+    }
+
+    fn counts(&self) -> Result<Vec<(State, usize)>> {
+        let found: HashMap<State, usize> = if self.empty {
+            HashMap::new()
+        } else {
+            let c = &self.conn;
+            c.run(c.client.query(
+                "SELECT state, count(*) FROM letterpress_recipients GROUP BY state",
+                &[],
+            ))?
+            .iter()
+            .map(|r| (State::parse(r.get(0)), r.get::<_, i64>(1) as usize))
+            .collect()
+        };
+        Ok(State::ALL
+            .into_iter()
+            .map(|s| (s, found.get(&s).copied().unwrap_or(0)))
+            .collect())
+    }
+
+    fn rows_in(&self, states: &[State]) -> Result<Vec<FailedRow>> {
+        if self.empty {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        let c = &self.conn;
+        let rows = c.run(c.client.query(
+            "SELECT row, fields, state, code, coalesce(reply, '') FROM letterpress_recipients
+             WHERE state = ANY($1) ORDER BY row",
+            &[&names],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|r| FailedRow {
+                row: r.get::<_, i64>(0) as usize,
+                fields: serde_json::from_str(r.get(1)).unwrap_or_default(),
+                state: State::parse(r.get(2)),
+                code: r.get::<_, Option<i32>>(3).map(|c| c as u16),
+                reply: r.get(4),
+            })
+            .collect())
+    }
+
+    fn dump(&self) -> Result<Dump> {
+        if self.empty {
+            return Ok(Dump::default());
+        }
+        let c = &self.conn;
+        let meta = c
+            .run(
+                c.client
+                    .query("SELECT key, value FROM letterpress_meta", &[]),
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let records = c
+            .run(c.client.query(
+                "SELECT address, row, line, fingerprint, fields, state, attempts, code, reply,
+                   message_id, updated FROM letterpress_recipients ORDER BY row",
+                &[],
+            ))?
+            .iter()
+            .map(|r| Record {
+                address: r.get(0),
+                row: r.get(1),
+                line: r.get(2),
+                fingerprint: r.get(3),
+                fields: r.get(4),
+                state: State::parse(r.get(5)),
+                attempts: r.get::<_, i32>(6).into(),
+                code: r.get::<_, Option<i32>>(7).map(i64::from),
+                reply: r.get(8),
+                message_id: r.get(9),
+                updated: r.get(10),
+            })
+            .collect();
+        Ok(Dump { meta, records })
+    }
+
+    fn load(&self, dump: &Dump) -> Result<()> {
+        self.writing()?;
+        let c = &self.conn;
+        let n: i64 = c
+            .run(
+                c.client
+                    .query_one("SELECT count(*) FROM letterpress_recipients", &[]),
+            )?
+            .get(0);
+        if n > 0 {
+            return Err(refuse(
+                &c.described,
+                format!("already holds {n} recipients; copy into a new journal"),
+            ));
+        }
+        self.plan_start()?;
+        let r = (|| {
+            for (k, v) in &dump.meta {
+                self.set_meta(k, v)?;
+            }
+            for chunk in dump.records.chunks(1000) {
+                let col = |f: &dyn Fn(&Record) -> String| chunk.iter().map(f).collect::<Vec<_>>();
+                let ints = |f: &dyn Fn(&Record) -> i64| chunk.iter().map(f).collect::<Vec<_>>();
+                let state = |r: &Record| match r.state {
+                    State::Inflight => State::Ambiguous,
+                    s => s,
+                };
+                c.run(c.client.execute(
+                    "INSERT INTO letterpress_recipients (address, row, line, fingerprint, fields,
+                       state, attempts, code, reply, message_id, updated)
+                     SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[],
+                       $5::text[], $6::text[], $7::int4[], $8::int4[], $9::text[], $10::text[],
+                       $11::int8[])",
+                    &[
+                        &col(&|r| r.address.clone()),
+                        &ints(&|r| r.row),
+                        &ints(&|r| r.line),
+                        &col(&|r| r.fingerprint.clone()),
+                        &col(&|r| r.fields.clone()),
+                        &col(&|r| state(r).as_str().to_string()),
+                        &chunk.iter().map(|r| r.attempts as i32).collect::<Vec<_>>(),
+                        &chunk
+                            .iter()
+                            .map(|r| r.code.map(|c| c as i32))
+                            .collect::<Vec<_>>(),
+                        &chunk
+                            .iter()
+                            .map(|r| match r.state {
+                                State::Inflight => Some(
+                                    "in flight when the journal was copied; the server may \
+                                     have it"
+                                        .to_string(),
+                                ),
+                                _ => r.reply.clone(),
+                            })
+                            .collect::<Vec<_>>(),
+                        &chunk
+                            .iter()
+                            .map(|r| r.message_id.clone())
+                            .collect::<Vec<_>>(),
+                        &ints(&|r| r.updated),
+                    ],
+                ))?;
+            }
+            Ok(())
+        })();
+        self.plan_end(r.is_ok())?;
+        r
+    }
+
+    fn shared(&self) -> bool {
+        self.lease.is_some()
+    }
+
+    fn claim(&self, max: usize) -> Result<Claim> {
+        let me = self.worker();
+        let c = &self.conn;
+        for _ in 0..2 {
+            if self
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.lost.load(Ordering::Relaxed))
+            {
+                return Err(self.lost_lease());
+            }
+            let rows = c.run(c.client.query(
+                &format!(
+                    "WITH c AS (
+                       SELECT address FROM letterpress_recipients
+                       WHERE worker IS NULL AND state IN ('pending', 'deferred')
+                       ORDER BY row LIMIT $2 FOR UPDATE SKIP LOCKED)
+                     UPDATE letterpress_recipients r SET worker = $1 FROM c
+                     WHERE r.address = c.address AND {LEASE_OK}
+                     RETURNING r.row, r.address"
+                ),
+                &[&me, &(max as i64)],
+            ))?;
+            if !rows.is_empty() {
+                let mut got: Vec<(usize, String)> = rows
+                    .iter()
+                    .map(|r| (r.get::<_, i64>(0) as usize, r.get(1)))
+                    .collect();
+                got.sort();
+                return Ok(Claim::Rows(got));
+            }
+            self.reap()?;
+            let r = c.run(c.client.query_one(
+                "SELECT (SELECT NOT gone AND lease_until > clock_timestamp()
+                         FROM letterpress_workers WHERE id = $1),
+                   (SELECT count(*) FROM letterpress_recipients r
+                    JOIN letterpress_workers w ON w.id = r.worker
+                    WHERE r.worker <> $1 AND NOT w.gone),
+                   (SELECT count(*) FROM letterpress_recipients
+                    WHERE worker IS NULL AND state IN ('pending', 'deferred'))",
+                &[&me],
+            ))?;
+            if r.get::<_, Option<bool>>(0) != Some(true) {
+                if let Some(l) = &self.lease {
+                    l.lost.store(true, Ordering::Relaxed);
+                }
+                return Err(self.lost_lease());
+            }
+            if r.get::<_, i64>(2) > 0 {
+                continue;
+            }
+            if r.get::<_, i64>(1) > 0 {
+                // The others may wait for this worker's last acceptances,
+                // queued to ride with a commit that no letter brings now.
+                self.flush()?;
+                return Ok(Claim::Wait);
+            }
+            return Ok(Claim::Done);
+        }
+        Ok(Claim::Wait)
+    }
+
+    fn requeue(&self, addresses: &[String]) -> Result<()> {
+        if !self.writing()? || addresses.is_empty() {
+            return Ok(());
+        }
+        let c = &self.conn;
+        c.run(c.client.execute(
+            "UPDATE letterpress_recipients SET state = 'pending'
+             WHERE address = ANY($1) AND state IN ('failed', 'ambiguous') AND worker IS NULL",
+            &[&addresses],
+        ))
+        .map(drop)
+    }
+
+    /// A token bucket of one token: the campaign's next start time, moved
+    /// on by `interval` by each letter that takes it.
+    fn pace(&self, interval: Duration) -> Result<Option<Duration>> {
+        if !self.shared() {
+            return Ok(None);
+        }
+        let c = &self.conn;
+        let secs = interval.as_secs_f64();
+        let r = c.run(c.client.query_one(
+            "UPDATE letterpress_pace
+             SET next_start = greatest(next_start, clock_timestamp()) + make_interval(secs => $1)
+             WHERE id = 1
+             RETURNING extract(epoch FROM next_start - clock_timestamp())::float8 - $1",
+            &[&secs],
+        ))?;
+        Ok(Some(Duration::from_secs_f64(r.get::<_, f64>(0).max(0.0))))
+    }
+
+    fn workers(&self) -> Result<Vec<Worker>> {
+        if self.empty {
+            return Ok(Vec::new());
+        }
+        let c = &self.conn;
+        let rows = c.run(c.client.query(
+            "SELECT w.id, w.host, w.pid, to_char(w.started, 'YYYY-MM-DD HH24:MI:SS TZ'),
+               NOT w.gone AND w.lease_until > clock_timestamp(),
+               count(r.address) FILTER (WHERE r.state <> 'inflight'),
+               count(r.address) FILTER (WHERE r.state = 'inflight'), w.sent,
+               extract(epoch FROM (CASE WHEN w.gone THEN w.heartbeat
+                 ELSE clock_timestamp() END) - w.started)::float8, w.id = $1
+             FROM letterpress_workers w LEFT JOIN letterpress_recipients r ON r.worker = w.id
+             GROUP BY w.id ORDER BY w.id",
+            &[&self.worker()],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|r| Worker {
+                id: r.get(0),
+                host: r.get(1),
+                pid: r.get(2),
+                started: r.get(3),
+                alive: r.get(4),
+                holds: r.get::<_, i64>(5) as usize,
+                inflight: r.get::<_, i64>(6) as usize,
+                sent: r.get::<_, i64>(7) as u64,
+                seconds: r.get(8),
+                me: r.get(9),
+            })
+            .collect())
+    }
+
+    fn round_trips(&self) -> Option<u64> {
+        let lease = self
+            .lease
+            .as_ref()
+            .map_or(0, |l| l.conn.trips.load(Ordering::Relaxed));
+        Some(self.conn.trips.load(Ordering::Relaxed) + lease)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pgpass_follows_libpq() {
+        let text = "# comment\n\
+                    other:5432:*:me:wrong\n\
+                    db.example.org:*:news:me:s\\:e\\\\cret\n\
+                    *:*:*:*:fallback\n";
+        assert_eq!(
+            pgpass_match(text, "db.example.org", 5433, "news", "me").as_deref(),
+            Some("s:e\\cret")
+        );
+        assert_eq!(
+            pgpass_match(text, "other", 5432, "x", "me").as_deref(),
+            Some("wrong")
+        );
+        assert_eq!(
+            pgpass_match(text, "elsewhere", 1, "x", "y").as_deref(),
+            Some("fallback")
+        );
+        assert_eq!(pgpass_match("a:b:c\n", "a", 1, "c", "d"), None);
+    }
+
+    #[test]
+    fn a_readable_password_file_is_ignored() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pgpass");
+        std::fs::write(&p, "*:*:*:*:pw\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(pgpass(&p, "h", 1, "d", "u").is_none());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(pgpass(&p, "h", 1, "d", "u").unwrap().expose(), "pw");
+    }
+}
