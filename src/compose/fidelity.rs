@@ -347,8 +347,10 @@ fn set_html_attributes(html: String, rules: &[(String, Vec<(String, String)>)]) 
     if rules.is_empty() {
         return html;
     }
+    // A list (`a, b`) matches what any of its selectors matches.
     let selectors: Vec<_> = rules
         .iter()
+        .flat_map(|(s, attrs)| s.split(',').map(move |one| (one, attrs)))
         .filter_map(|(s, attrs)| Some((parse_selector(s)?, attrs)))
         .collect();
     let mut stack: Vec<Open> = Vec::new();
@@ -1729,6 +1731,14 @@ mod tests {
         let at = html.find("data-id=\"42\"").unwrap();
         assert!(html[at..].starts_with("data-id=\"42\">Hi") || html[at..at + 400].contains(">Hi<"));
         assert!(parse_selector("td.a > div#b[x='1']").is_some());
+        let listed = mjml.replace("path=\".custom div\"", "path=\"h1, .custom div\"");
+        let (prepared, carried) = prepare(&listed);
+        let parsed = mrml::parse(prepared.as_ref()).unwrap();
+        let html = parsed
+            .element
+            .render(&render_options(RemoteFonts::Off))
+            .unwrap();
+        assert_eq!(correct(html, &carried).matches("data-id=\"42\"").count(), 1);
     }
 
     #[test]
