@@ -252,6 +252,26 @@ const NORMALISE: &str = r#"(() => {
   return lines.join('\n');
 })()"#;
 
+/// Resolves once every image of the page (`<img>`, CSS and `background`
+/// attribute backgrounds) has loaded or failed, the fonts are ready, and two
+/// frames have been drawn.
+const SETTLE: &str = r#"(async () => {
+  const urls = new Set();
+  for (const e of document.querySelectorAll('*')) {
+    for (const m of getComputedStyle(e).backgroundImage.matchAll(/url\("?([^")]+)"?\)/g)) urls.add(m[1]);
+    const a = e.getAttribute('background');
+    if (a) urls.add(new URL(a, location.href).href);
+  }
+  for (const img of document.images) urls.add(img.currentSrc || img.src);
+  await Promise.all([...urls].map(u => new Promise(done => {
+    const i = new Image(); i.onload = i.onerror = () => done(); i.src = u;
+  })));
+  await Promise.all([...document.images].map(img => img.decode().catch(() => null)));
+  await document.fonts.ready;
+  await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
+  return true;
+})()"#;
+
 /// Generated ids (mrml counts from `00000000`, MJML draws 16 hex digits)
 /// numbered in order of appearance, wherever they follow one of the
 /// prefixes MJML and mrml put before them.
@@ -324,6 +344,10 @@ impl Page<'_> {
     ) -> (Option<String>, Vec<(u32, u32, Vec<u8>)>) {
         self.browser.set_size(WIDTHS[0], 800);
         self.open(key, html);
+        // The load event can come before a background image is painted
+        // (on a busy machine it did): wait for every image, background and
+        // font to load or fail, and for two frames.
+        self.browser.eval(SETTLE);
         // NORMALISE drops the preheader too.
         let dom = dom.then(|| number_ids(self.browser.eval(NORMALISE).as_str().unwrap()));
         let mut out = Vec::new();
