@@ -8,6 +8,7 @@ mod attach;
 mod bounces;
 mod browser;
 mod check;
+mod fidelity;
 mod gallery;
 mod render;
 mod send;

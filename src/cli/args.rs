@@ -118,6 +118,12 @@ pub struct Input {
     /// embeds none and refuses a letter that still shows a local file.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     pub inline_images: crate::compose::attach::InlineImages,
+    /// Link none of the web fonts MJML adds by itself: by default the letter
+    /// links, as the official MJML does, the Google Fonts it uses among Open
+    /// Sans, Droid Sans, Lato, Roboto and Ubuntu (mj-text's default). An
+    /// mj-font the template declares is linked either way.
+    #[arg(long)]
+    pub no_remote_fonts: bool,
 }
 
 /// The suppression lists: shared by check, render and send.

@@ -423,7 +423,12 @@ fn compile_for_send(
     let template = TemplateFile::load(&source.template)?;
     let mut first = reopen()?;
     let csv_name = first.name().to_string();
-    let campaign = Campaign::compile(template, first.columns(), &csv_name)?.limited(source.limits);
+    // The attachment options as before (`compile`'s defaults); the fonts
+    // as the command line says.
+    let attach = Default::default();
+    let campaign =
+        Campaign::compile_with_fonts(template, first.columns(), &csv_name, attach, source.fonts)?
+            .limited(source.limits);
     let mut from_domain = None;
     let mut n = 0;
     while n < 3 {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use crate::cli::args::{
     BouncesArgs, CheckArgs, Input, RenderArgs, SendArgs, ServeArgs, StatusArgs, SuppressArgs,
 };
+use crate::compose::fidelity::RemoteFonts;
 use crate::compose::recipients::Limits;
 use crate::compose::suppress::Suppressions;
 use crate::deliver::run::Clock;
@@ -244,6 +245,11 @@ impl Source {
             attach: crate::compose::attach::Options {
                 missing: input.missing_attachment,
                 inline: input.inline_images,
+            },
+            fonts: if input.no_remote_fonts {
+                RemoteFonts::Off
+            } else {
+                RemoteFonts::Link
             },
         })
     }

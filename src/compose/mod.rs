@@ -1,6 +1,7 @@
 //! Composing letters: the contact list ([`recipients`]), the template file
 //! ([`template`]), the compiled campaign and its per-recipient merge
-//! ([`campaign`], with the [`text`] part), the MIME message ([`message`]),
+//! ([`campaign`], with the [`text`] part, and [`fidelity`], which corrects
+//! mrml's deviations from MJML), the MIME message ([`message`]),
 //! Date and Message-ID ([`stamp`]), and the checks of a whole list
 //! ([`check`]); attachments and inline images ([`attach`], [`inline`]) and
 //! the MIME tree that carries them ([`mime_tree`]); the suppression lists
@@ -11,6 +12,7 @@ pub mod attach;
 pub mod build;
 pub mod campaign;
 pub mod check;
+pub mod fidelity;
 pub mod inline;
 pub(crate) mod lint;
 pub mod message;
