@@ -53,6 +53,7 @@ fn letter() -> Vec<u8> {
         delimiter: None,
         limits: Default::default(),
         attach: Default::default(),
+        fonts: Default::default(),
     };
     let (campaign, mut recipients) = source.open().unwrap();
     let row = recipients.next_row().unwrap().unwrap().unwrap();

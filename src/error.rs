@@ -107,6 +107,13 @@ pub enum Error {
     #[error("journal {path}: {message}")]
     Journal { path: PathBuf, message: String },
 
+    /// A journal backend that does not implement a method of the trait.
+    #[error(
+        "journal {journal}: this kind of journal does not keep {what} (not supported by this \
+         journal yet); use an SQLite journal (--journal FILE.sqlite)"
+    )]
+    Unsupported { journal: String, what: String },
+
     /// Another `send` owns the journal. `owner` names it when it said who
     /// it is: `letterpress send (pid 1234 on host, started …)`.
     #[error(

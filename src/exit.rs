@@ -28,7 +28,9 @@ Exit codes:
      for render also: the disk filled (or a file size limit was hit) part-way; the
      letters before are whole and listed in manifest.json, the message says where it stopped
      for send also: the server cannot be used, another send owns the journal,
-     or the journal is not this campaign's
+     or the journal is not this campaign's;
+     for bounces also: the journal does not exist or another send owns it
+     (unclassified messages are listed, not an error: bounces exits 0)
   2  usage: the command line is wrong
   3  finished, but some rows were rejected (each is reported with its CSV line);
      for send: some recipients failed, are ambiguous or were rejected

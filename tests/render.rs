@@ -947,12 +947,35 @@ fn a_dangling_out_symlink_is_named_a_broken_link() {
 /// A file size limit (`ulimit -f`, SIGXFSZ) stands in for a full disk:
 /// just enough blocks of 512 bytes for every file but row 4's `.eml` (the
 /// largest). The run stops with exit 1, says how far it got, and leaves
-/// only whole files that `manifest.json` lists.
+/// only whole files that `manifest.json` lists. Row 4's community is
+/// made longer than in the example, so that its letter stays the largest
+/// by more than a block whatever the template's markup adds to every
+/// letter (`<bdi>`s, fonts).
 #[test]
 fn a_write_that_runs_out_of_room_leaves_only_whole_files_and_stops() {
     let dir = tempfile::tempdir().unwrap();
     let (full, cut) = (dir.path().join("full"), dir.path().join("cut"));
-    render_example(&full, &["--deterministic"]).expect_code(0);
+    let example = std::fs::read_to_string(example_csv()).unwrap();
+    let community = "קהילת אהבת ציון,";
+    assert!(example.contains(community));
+    let csv = dir.path().join("recipients.csv");
+    std::fs::write(
+        &csv,
+        example.replacen(community, "קהילת אהבת ציון ירושלים עיר הקודש,", 1),
+    )
+    .unwrap();
+    let r = run(
+        &[
+            "render",
+            example_template().to_str().unwrap(),
+            csv.to_str().unwrap(),
+            "--out",
+            full.to_str().unwrap(),
+            "--deterministic",
+        ],
+        None,
+    );
+    r.expect_code(0);
     let whole: std::collections::BTreeMap<_, _> = tree(&full).into_iter().collect();
     let largest = "0004-yaakov.cohen_example.org.eml";
     let next = whole
@@ -970,7 +993,7 @@ fn a_write_that_runs_out_of_room_leaves_only_whole_files_and_stops() {
         "ulimit -f {blocks}; exec {} render {} {} --out {} --deterministic",
         env!("CARGO_BIN_EXE_letterpress"),
         example_template().display(),
-        example_csv().display(),
+        csv.display(),
         cut.display()
     );
     let r = run_cmd(std::process::Command::new("sh").args(["-c", &script]), None);

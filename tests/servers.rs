@@ -130,6 +130,9 @@ pub struct Dumped {
     /// it (Postfix's `Received:`) are kept.
     pub message: String,
     pub rcpt_lines: usize,
+    /// The envelope sender (`X-Mail-Args`), without brackets and ESMTP
+    /// parameters.
+    pub mail_from: String,
 }
 
 impl Dumped {
@@ -137,6 +140,7 @@ impl Dumped {
         let mut lines = text.split_inclusive('\n').peekable();
         let mut rcpt = String::new();
         let mut rcpt_lines = 0;
+        let mut mail_from = String::new();
         let mut eaten = 0;
         // The sink's X- headers, one line each.
         while let Some(line) = lines.peek() {
@@ -151,6 +155,14 @@ impl Dumped {
             .any(|h| line.starts_with(h));
             if !sink_header {
                 break;
+            }
+            if let Some(r) = line.strip_prefix("X-Mail-Args: ") {
+                // `<a@b> SIZE=…`: the address, then ESMTP parameters.
+                let first = r.split_whitespace().next().unwrap_or("");
+                mail_from = first
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string();
             }
             if let Some(r) = line.strip_prefix("X-Rcpt-Args: ") {
                 rcpt_lines += 1;
@@ -182,6 +194,7 @@ impl Dumped {
             rcpt,
             message: message.to_string(),
             rcpt_lines,
+            mail_from,
         }
     }
 }
@@ -381,6 +394,12 @@ impl Postfix {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).contains("Mail queue is empty")
+    }
+
+    /// The instance's temporary folder (its config, queue and log are in
+    /// it), for files a test's settings name.
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("until dropped").path()
     }
 
     /// The instance's mail log so far.

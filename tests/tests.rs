@@ -6,10 +6,13 @@ mod servers;
 
 mod attach;
 mod bidi;
+mod bounces;
 mod browser;
 mod check;
+mod fidelity;
 mod gallery;
 mod render;
 mod send;
 mod serve;
 mod snapshot;
+mod suppress;

@@ -46,6 +46,11 @@ pub enum Command {
     /// PostgreSQL databases.
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// Read returned mail (an mbox file or a Maildir), classify each
+    /// message (hard or soft bounce, complaint, auto-reply, unclassified)
+    /// and record the bounces and complaints in the send journal, once.
+    #[command(after_help = crate::exit::HELP)]
+    Bounces(BouncesArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +59,29 @@ pub enum JournalCommand {
     /// a new one: a campaign started on one machine can be finished by
     /// several, and a finished one archived to a file.
     Copy { from: String, to: String },
+}
+
+#[derive(Debug, Args)]
+pub struct BouncesArgs {
+    /// The returned mail: an mbox file, or a Maildir folder (cur/, new/).
+    pub mailbox: PathBuf,
+    /// The journal of the send the mail came back from.
+    #[arg(long, value_name = "PATH")]
+    pub journal: PathBuf,
+    /// Append hard bounces and complaints (and soft bounces, as
+    /// `soft-bounce` lines) to this suppression CSV, for `--suppress`.
+    #[arg(long, value_name = "FILE")]
+    pub suppress_out: Option<PathBuf>,
+    /// Name the addresses that soft-bounced in this many campaigns of the
+    /// --suppress-out file (they are suppressed like hard bounces).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub soft_bounce_limit: usize,
+    /// When a send is using the journal, wait for it to finish.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the letters come from: shared by every command.
@@ -90,6 +118,26 @@ pub struct Input {
     /// embeds none and refuses a letter that still shows a local file.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     pub inline_images: crate::compose::attach::InlineImages,
+    /// Link none of the web fonts MJML adds by itself: by default the letter
+    /// links, as the official MJML does, the Google Fonts it uses among Open
+    /// Sans, Droid Sans, Lato, Roboto and Ubuntu (mj-text's default). An
+    /// mj-font the template declares is linked either way.
+    #[arg(long)]
+    pub no_remote_fonts: bool,
+}
+
+/// The suppression lists: shared by check, render and send.
+#[derive(Debug, Args)]
+pub struct SuppressArgs {
+    /// Never send to the addresses in FILE (repeatable): a CSV with an
+    /// `email` column (and `reason`: unsubscribed, bounced, complained …),
+    /// or one address a line. Addresses compare lower-cased.
+    #[arg(long, value_name = "FILE")]
+    pub suppress: Vec<PathBuf>,
+    /// In a --suppress file, an address with `soft-bounce` lines from this
+    /// many campaigns is suppressed like a hard bounce.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub soft_bounce_limit: usize,
 }
 
 fn size(s: &str) -> Result<usize, String> {
@@ -100,6 +148,8 @@ fn size(s: &str) -> Result<usize, String> {
 pub struct RenderArgs {
     #[command(flatten)]
     pub input: Input,
+    #[command(flatten)]
+    pub suppressed: SuppressArgs,
     /// The output folder; it must be empty or new, unless --force.
     #[arg(long, short, default_value = "out", value_name = "DIR")]
     pub out: PathBuf,
@@ -130,6 +180,10 @@ pub struct RenderArgs {
     /// (and remove the letters no longer rendered); exits 0.
     #[arg(long, requires = "check")]
     pub update: bool,
+    /// Also render the contacts a --suppress file lists (they are left
+    /// out by default, and named on stderr).
+    #[arg(long)]
+    pub include_suppressed: bool,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +204,8 @@ pub struct ServeArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub input: Input,
+    #[command(flatten)]
+    pub suppressed: SuppressArgs,
     /// Print the report as JSON on standard output.
     #[arg(long)]
     pub json: bool,
@@ -165,6 +221,8 @@ pub struct CheckArgs {
 pub struct SendArgs {
     #[command(flatten)]
     pub input: Input,
+    #[command(flatten)]
+    pub suppressed: SuppressArgs,
     /// The server: smtp://host:port (plain, for test servers on this
     /// machine), smtp://host:port?tls=required (STARTTLS), smtps://host:465
     /// (implicit TLS). An AUTH user may stand before the host (user@host);

@@ -6,7 +6,8 @@ use std::io::Write;
 
 use crate::cli::args::{Cli, Command};
 use crate::cli::config::{
-    CheckConfig, Env, RenderConfig, SendConfig, ServeConfig, Source, StatusConfig, Transport,
+    BouncesConfig, CheckConfig, Env, RenderConfig, SendConfig, ServeConfig, Source, StatusConfig,
+    Transport,
 };
 use crate::compose::build::{Builder, Sign};
 use crate::compose::campaign::Campaign;
@@ -41,6 +42,7 @@ pub fn main(cli: Cli, env: &Env) -> u8 {
         Command::Journal(crate::cli::args::JournalCommand::Copy { from, to }) => {
             journal_copy(&from, &to, env)
         }
+        Command::Bounces(args) => BouncesConfig::new(&args).and_then(|c| bounces(&c)),
     };
     match result {
         Ok(code) => code,
@@ -70,6 +72,7 @@ fn progress_bar(config: &RenderConfig) -> indicatif::ProgressBar {
 /// `letterpress render`.
 pub fn render(config: &RenderConfig) -> Result<u8> {
     let (campaign, recipients) = config.source.open()?;
+    let recipients = leave_out_suppressed(config, &campaign, recipients)?;
     if let Some(dir) = &config.check {
         let report = crate::preview::snapshot::check(
             &crate::preview::snapshot::Options {
@@ -203,6 +206,48 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
     Ok(summary.exit_code())
 }
 
+/// Without `--include-suppressed`, the rows whose address a `--suppress`
+/// list holds are left out of `render` (each named on stderr): the list is
+/// read once to find them, and opened again.
+fn leave_out_suppressed(
+    config: &RenderConfig,
+    campaign: &Campaign,
+    mut recipients: Recipients,
+) -> Result<Recipients> {
+    if config.suppress.is_empty() || config.include_suppressed {
+        return Ok(recipients);
+    }
+    if config.source.recipients == "-" {
+        return Err(Error::Usage(
+            "--suppress reads the contacts twice, so render needs them in a file, not `-` (or \
+             pass --include-suppressed)"
+                .into(),
+        ));
+    }
+    let mut skip = std::collections::HashSet::new();
+    while let Some(row) = recipients.next_row()? {
+        let Ok(r) = row else { continue };
+        let Ok(to) = campaign.recipient(&r) else {
+            continue;
+        };
+        if let Some(why) = config.suppress.get(&to.address) {
+            if !config.quiet {
+                eprintln!(
+                    "{}: line {}: row {}: {} is suppressed: {why}; not rendered \
+                     (--include-suppressed renders it)",
+                    recipients.name(),
+                    r.line,
+                    r.row,
+                    to.address
+                );
+            }
+            skip.insert(r.row);
+        }
+    }
+    let (_, again) = config.source.open()?;
+    Ok(again.skipping(skip))
+}
+
 /// `letterpress check`, and with `--spam` the sample letter's score.
 pub fn check(config: &CheckConfig) -> Result<u8> {
     let source = &config.source;
@@ -212,6 +257,7 @@ pub fn check(config: &CheckConfig) -> Result<u8> {
         source.delimiter,
         source.limits,
         source.attach,
+        &config.suppress,
     );
     let spam = if config.spam {
         spam_check(&mut report, source)
@@ -260,8 +306,15 @@ pub fn check(config: &CheckConfig) -> Result<u8> {
         }
         let _ = writeln!(
             out,
-            "checked {} rows: {} errors, {} warnings, {} notes",
-            report.rows, report.errors, report.warnings, report.notes
+            "checked {} rows: {} errors, {} warnings, {} notes{}",
+            report.rows,
+            report.errors,
+            report.warnings,
+            report.notes,
+            match report.suppressed {
+                0 => String::new(),
+                n => format!("; {n} suppressed"),
+            }
         );
     }
     let code = report.exit_code();
@@ -370,7 +423,12 @@ fn compile_for_send(
     let template = TemplateFile::load(&source.template)?;
     let mut first = reopen()?;
     let csv_name = first.name().to_string();
-    let campaign = Campaign::compile(template, first.columns(), &csv_name)?.limited(source.limits);
+    // The attachment options as before (`compile`'s defaults); the fonts
+    // as the command line says.
+    let attach = Default::default();
+    let campaign =
+        Campaign::compile_with_fonts(template, first.columns(), &csv_name, attach, source.fonts)?
+            .limited(source.limits);
     let mut from_domain = None;
     let mut n = 0;
     while n < 3 {
@@ -518,7 +576,7 @@ fn print_send_summary(config: &SendConfig, summary: &crate::deliver::send::Summa
             out,
             "{verb} {} of {} letters in {:.2} s ({rate:.0}/s): {} failed, {} ambiguous, {} \
              deferred, {} not attempted; skipped {} already accepted, {} ambiguous, {} failed \
-             earlier, {} duplicates, {} rejected rows{}; journal {}",
+             earlier, {} duplicates, {} suppressed, {} rejected rows{}; journal {}",
             summary.accepted,
             summary.planned,
             summary.seconds,
@@ -530,6 +588,7 @@ fn print_send_summary(config: &SendConfig, summary: &crate::deliver::send::Summa
             summary.skipped_ambiguous,
             summary.skipped_failed,
             summary.duplicates,
+            summary.suppressed,
             summary.rejected,
             if summary.held_back > 0 {
                 format!(", {} held back by --limit", summary.held_back)
@@ -558,7 +617,9 @@ fn write_failed_csv(journal: &dyn Journal, path: &std::path::Path) -> Result<()>
         .meta("columns")?
         .and_then(|c| serde_json::from_str(&c).ok())
         .unwrap_or_default();
-    let rows = journal.rows_in(&[State::Failed])?;
+    let mut rows = journal.rows_in(&[State::Failed])?;
+    rows.extend(bounced_rows(journal)?);
+    rows.sort_by_key(|r| r.row);
     let mut w = csv::Writer::from_path(path).map_err(err)?;
     let mut head = columns.clone();
     head.extend(["smtp_code".to_string(), "smtp_reply".to_string()]);
@@ -586,6 +647,34 @@ fn journal_copy(from: &str, to: &str, env: &Env) -> Result<u8> {
     Ok(crate::exit::OK)
 }
 
+/// The rows of the contacts that bounced or complained (after `letterpress
+/// bounces`), with the status code and diagnostic as the reply (a journal
+/// that keeps no bounces has none).
+fn bounced_rows(journal: &dyn Journal) -> Result<Vec<crate::deliver::journal::FailedRow>> {
+    let feedback = crate::deliver::journal::feedback_if_kept(journal)?;
+    if feedback.is_empty() {
+        return Ok(Vec::new());
+    }
+    let known = journal.known()?;
+    let mut by_row: std::collections::HashMap<usize, crate::deliver::journal::FailedRow> = journal
+        .rows_in(&State::ALL)?
+        .into_iter()
+        .map(|r| (r.row, r))
+        .collect();
+    let mut out = Vec::new();
+    for f in feedback {
+        let Some(k) = known.get(&f.address) else {
+            continue;
+        };
+        if let Some(mut r) = by_row.remove(&k.row) {
+            r.code = None;
+            r.reply = format!("{} {}: {}", f.kind.as_str(), f.status, f.diagnostic);
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
 /// `letterpress status`.
 pub fn status(config: &StatusConfig) -> Result<u8> {
     let journal = journal::open(&config.journal, Mode::Read)?;
@@ -602,6 +691,15 @@ pub fn status(config: &StatusConfig) -> Result<u8> {
             m.insert(s.as_str().into(), (*n).into());
         }
         m.insert("total".into(), total.into());
+        let feedback = crate::deliver::journal::feedback_if_kept(journal.as_ref())?;
+        for kind in ["hard", "soft", "complaint"] {
+            let n = feedback.iter().filter(|f| f.kind.as_str() == kind).count();
+            m.insert(format!("bounces_{kind}"), n.into());
+        }
+        m.insert(
+            "feedback".into(),
+            serde_json::to_value(&feedback).expect("JSON"),
+        );
         for k in ["template", "recipients", "redirect_to"] {
             if let Some(v) = journal.meta(k)? {
                 m.insert(k.into(), v.into());
@@ -645,6 +743,228 @@ pub fn status(config: &StatusConfig) -> Result<u8> {
                 w.sent as f64 / w.seconds.max(1e-3)
             );
         }
+        let feedback = crate::deliver::journal::feedback_if_kept(journal.as_ref())?;
+        if !feedback.is_empty() {
+            let n = |k: &str| feedback.iter().filter(|f| f.kind.as_str() == k).count();
+            let _ = writeln!(
+                out,
+                "after sending: {} hard bounces, {} soft bounces, {} complaints",
+                n("hard"),
+                n("soft"),
+                n("complaint")
+            );
+            for f in feedback.iter().take(50) {
+                let _ = writeln!(
+                    out,
+                    "{}: {} {} {}",
+                    f.kind.as_str(),
+                    f.address,
+                    f.status,
+                    f.diagnostic
+                );
+            }
+        }
+    }
+    Ok(crate::exit::OK)
+}
+
+/// `letterpress bounces`.
+pub fn bounces(config: &BouncesConfig) -> Result<u8> {
+    use crate::deliver::bounces::{classify, read_mailbox, Class, Matcher};
+    use crate::deliver::journal::{Feedback, Kind};
+
+    let messages = read_mailbox(&config.mailbox)?;
+    if !config.journal.exists() {
+        return Err(Error::Journal {
+            path: config.journal.clone(),
+            message: "does not exist; give the journal of the send the mail came back from \
+                      (`send` writes it next to the list, or where --journal said)"
+                .into(),
+        });
+    }
+    let journal = crate::deliver::journal::SqliteJournal::open(
+        &config.journal,
+        Mode::Send {
+            wait: config.wait,
+            full_sync: false,
+        },
+    )?;
+    let matcher = Matcher::new(&journal)?;
+    let campaign = journal
+        .meta("template")?
+        .map(|t| {
+            std::path::Path::new(&t)
+                .file_name()
+                .map_or(t.clone(), |n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    #[derive(serde::Serialize)]
+    struct Row {
+        class: &'static str,
+        address: Option<String>,
+        matched_by: Option<&'static str>,
+        status: String,
+        diagnostic: String,
+        new: bool,
+        message: String,
+        subject: String,
+        from: String,
+    }
+    let mut rows = Vec::new();
+    let mut suppress_lines = Vec::new();
+    for raw in &messages {
+        for f in classify(raw) {
+            let mut row = Row {
+                class: f.class.name(),
+                address: None,
+                matched_by: None,
+                status: f.status.clone(),
+                diagnostic: f.diagnostic.clone(),
+                new: false,
+                message: f.key.clone(),
+                subject: f.subject.clone(),
+                from: f.from.clone(),
+            };
+            if let Class::Feedback(kind) = f.class {
+                let (address, how) = match matcher.address(&f) {
+                    Some((a, how)) => (a, how),
+                    None => (
+                        f.recipient.clone().unwrap_or_default(),
+                        "recipient (not in this journal)",
+                    ),
+                };
+                row.new = journal.record_feedback(&Feedback {
+                    key: format!("{} {address}", f.key),
+                    address: address.clone(),
+                    kind,
+                    status: f.status.clone(),
+                    diagnostic: f.diagnostic.clone(),
+                    at,
+                })?;
+                let reason = match kind {
+                    Kind::Hard => "bounced",
+                    Kind::Complaint => "complained",
+                    Kind::Soft => crate::compose::suppress::SOFT_BOUNCE,
+                };
+                suppress_lines.push((
+                    address.clone(),
+                    reason,
+                    f.status.clone(),
+                    f.diagnostic.clone(),
+                ));
+                row.address = Some(address);
+                row.matched_by = Some(how);
+            } else {
+                row.address = f.recipient.clone();
+            }
+            rows.push(row);
+        }
+    }
+    journal.flush()?;
+    let mut appended = 0;
+    let mut soft_suppressed = Vec::new();
+    if let Some(path) = &config.suppress_out {
+        let details: Vec<String> = suppress_lines
+            .iter()
+            .map(|(_, _, st, d)| format!("{st} {d}").trim().to_string())
+            .collect();
+        let lines: Vec<crate::compose::suppress::Line<'_>> = suppress_lines
+            .iter()
+            .zip(&details)
+            .map(|((a, r, _, _), d)| crate::compose::suppress::Line {
+                email: a,
+                reason: r,
+                campaign: &campaign,
+                detail: d,
+            })
+            .collect();
+        appended = crate::compose::suppress::append(path, &lines)?;
+        let s = crate::compose::suppress::Suppressions::load(
+            std::slice::from_ref(path),
+            config.soft_bounce_limit,
+        )?;
+        for (a, r, _, _) in &suppress_lines {
+            if *r == crate::compose::suppress::SOFT_BOUNCE {
+                if let Some(e) = s.get(a).filter(|e| e.reason.starts_with("soft-bounced in")) {
+                    soft_suppressed.push(format!("{a}: {}", e.reason));
+                }
+            }
+        }
+        soft_suppressed.sort();
+        soft_suppressed.dedup();
+    }
+    let mut out = std::io::stdout().lock();
+    if config.json {
+        let json = serde_json::json!({
+            "messages": messages.len(),
+            "findings": rows,
+            "suppress_out_appended": appended,
+            "soft_bounce_suppressed": soft_suppressed,
+        });
+        let _ = serde_json::to_writer_pretty(&mut out, &json);
+        let _ = writeln!(out);
+        return Ok(crate::exit::OK);
+    }
+    let _ = writeln!(
+        out,
+        "{} messages in {}",
+        messages.len(),
+        config.mailbox.display()
+    );
+    for class in [
+        Class::Feedback(Kind::Hard),
+        Class::Feedback(Kind::Soft),
+        Class::Feedback(Kind::Complaint),
+        Class::AutoReply,
+        Class::Delivered,
+        Class::Unclassified,
+    ] {
+        let these: Vec<&Row> = rows.iter().filter(|r| r.class == class.name()).collect();
+        let new = these.iter().filter(|r| r.new).count();
+        match class {
+            Class::Feedback(_) => {
+                let _ = writeln!(
+                    out,
+                    "{}: {} ({new} new, {} recorded before)",
+                    class.name(),
+                    these.len(),
+                    these.len() - new
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "{}: {}", class.name(), these.len());
+            }
+        }
+        for r in these {
+            match class {
+                Class::Feedback(_) => {
+                    let _ = writeln!(
+                        out,
+                        "  {} {} {} (matched by {})",
+                        r.address.as_deref().unwrap_or("?"),
+                        r.status,
+                        r.diagnostic,
+                        r.matched_by.unwrap_or("?")
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "  message {} from {} \"{}\": {}",
+                        r.message, r.from, r.subject, r.diagnostic
+                    );
+                }
+            }
+        }
+    }
+    if let Some(p) = &config.suppress_out {
+        let _ = writeln!(out, "appended {appended} lines to {}", p.display());
+    }
+    for s in &soft_suppressed {
+        let _ = writeln!(out, "suppressed by the soft-bounce rule: {s}");
     }
     Ok(crate::exit::OK)
 }

@@ -6,8 +6,12 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::cli::args::{CheckArgs, Input, RenderArgs, SendArgs, ServeArgs, StatusArgs};
+use crate::cli::args::{
+    BouncesArgs, CheckArgs, Input, RenderArgs, SendArgs, ServeArgs, StatusArgs, SuppressArgs,
+};
+use crate::compose::fidelity::RemoteFonts;
 use crate::compose::recipients::Limits;
+use crate::compose::suppress::Suppressions;
 use crate::deliver::run::Clock;
 use crate::deliver::sink::Formats;
 use crate::error::{Error, Result};
@@ -77,6 +81,10 @@ pub struct RenderConfig {
     pub check: Option<PathBuf>,
     /// `--update`: rewrite the snapshot folder after comparing.
     pub update: bool,
+    /// `--suppress FILE`s, loaded.
+    pub suppress: std::sync::Arc<Suppressions>,
+    /// `--include-suppressed`.
+    pub include_suppressed: bool,
 }
 
 /// `letterpress check`, validated.
@@ -86,6 +94,8 @@ pub struct CheckConfig {
     pub json: bool,
     /// `--spam`: score a sample letter with SpamAssassin.
     pub spam: bool,
+    /// `--suppress FILE`s, loaded.
+    pub suppress: Suppressions,
 }
 
 impl CheckConfig {
@@ -94,8 +104,17 @@ impl CheckConfig {
             source: Source::from_args(&args.input)?,
             json: args.json,
             spam: args.spam,
+            suppress: suppressions(&args.suppressed)?,
         })
     }
+}
+
+/// Reads the `--suppress` files.
+fn suppressions(args: &SuppressArgs) -> Result<Suppressions> {
+    if args.soft_bounce_limit == 0 {
+        return Err(Error::Usage("--soft-bounce-limit takes 1 or more".into()));
+    }
+    Suppressions::load(&args.suppress, args.soft_bounce_limit)
 }
 
 /// `letterpress status`, validated.
@@ -135,6 +154,33 @@ impl StatusConfig {
             failed_csv: args.failed_csv.clone(),
             json: args.json,
         }
+    }
+}
+
+/// `letterpress bounces`, validated.
+#[derive(Debug, Clone)]
+pub struct BouncesConfig {
+    pub mailbox: PathBuf,
+    pub journal: PathBuf,
+    pub suppress_out: Option<PathBuf>,
+    pub soft_bounce_limit: usize,
+    pub wait: bool,
+    pub json: bool,
+}
+
+impl BouncesConfig {
+    pub fn new(args: &BouncesArgs) -> Result<BouncesConfig> {
+        if args.soft_bounce_limit == 0 {
+            return Err(Error::Usage("--soft-bounce-limit takes 1 or more".into()));
+        }
+        Ok(BouncesConfig {
+            mailbox: args.mailbox.clone(),
+            journal: args.journal.clone(),
+            suppress_out: args.suppress_out.clone(),
+            soft_bounce_limit: args.soft_bounce_limit,
+            wait: args.wait,
+            json: args.json,
+        })
     }
 }
 
@@ -200,6 +246,11 @@ impl Source {
                 missing: input.missing_attachment,
                 inline: input.inline_images,
             },
+            fonts: if input.no_remote_fonts {
+                RemoteFonts::Off
+            } else {
+                RemoteFonts::Link
+            },
         })
     }
 }
@@ -225,6 +276,8 @@ impl RenderConfig {
             progress: env.stderr_is_terminal && !args.quiet,
             check: args.check.clone(),
             update: args.update,
+            suppress: std::sync::Arc::new(suppressions(&args.suppressed)?),
+            include_suppressed: args.include_suppressed,
         })
     }
 }
@@ -477,6 +530,7 @@ impl SendConfig {
                 redirect_to: args.redirect_to.clone(),
                 clock: clock(env, args.deterministic)?,
                 dry_run: args.dry_run,
+                suppress: std::sync::Arc::new(suppressions(&args.suppressed)?),
             },
             quiet: args.quiet,
             json: args.json,

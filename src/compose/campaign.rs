@@ -11,6 +11,7 @@ use crate::compose::bidi;
 use crate::compose::pieces::{self, Pieces};
 use handlebars::{Context, Handlebars};
 
+use crate::compose::fidelity;
 use crate::compose::message::{ListId, Mailbox, Parts};
 use crate::compose::recipients::{Columns, Limits, Recipient};
 use crate::compose::template::{include_root, TemplateFile, Variable};
@@ -28,6 +29,8 @@ pub struct Source {
     pub limits: Limits,
     /// `--missing-attachment` and `--inline-images`.
     pub attach: crate::compose::attach::Options,
+    /// Whether the letter links MJML's web fonts (`--no-remote-fonts`).
+    pub fonts: fidelity::RemoteFonts,
 }
 
 impl Source {
@@ -39,8 +42,14 @@ impl Source {
             crate::compose::recipients::Recipients::open(&self.recipients, self.delimiter)?
                 .limited(self.limits.value);
         let name = recipients.name().to_string();
-        let campaign = Campaign::compile_with(template, recipients.columns(), &name, self.attach)?
-            .limited(self.limits);
+        let campaign = Campaign::compile_with_fonts(
+            template,
+            recipients.columns(),
+            &name,
+            self.attach,
+            self.fonts,
+        )?
+        .limited(self.limits);
         Ok((campaign, recipients))
     }
 }
@@ -77,6 +86,8 @@ pub struct Campaign {
     limits: Limits,
     /// The attachments and inline images, shared files already encoded.
     files: crate::compose::attach::Plan,
+    /// Both renders link the same web fonts.
+    fonts: fidelity::RemoteFonts,
 }
 
 impl std::fmt::Debug for Campaign {
@@ -149,17 +160,6 @@ fn missing(template: &TemplateFile, vars: &[Variable], columns: &Columns, csv: &
         .collect()
 }
 
-fn render_options() -> mrml::prelude::render::RenderOptions {
-    mrml::prelude::render::RenderOptions {
-        // Outlook's conditional comments are layout, not comments.
-        disable_comments: false,
-        social_icon_origin: None,
-        // mrml's default adds Google Fonts links to every letter, even
-        // one that names no web font.
-        fonts: Default::default(),
-    }
-}
-
 /// The parser options of both renders, MJML once and the safety net's per
 /// recipient render, so that the two read includes alike. With `merge`, the
 /// included files are merged with those fields first, as the per recipient
@@ -177,10 +177,25 @@ fn parser_options(
                 local,
                 fields: fields.clone(),
             }),
-            None => Box::new(local),
+            None => Box::new(PreparingLoader(local)),
         };
     }
     opts
+}
+
+/// Reads an included file inside the root, prepared for mrml as the
+/// template is ([`fidelity::prepare_included`]).
+#[derive(Debug)]
+struct PreparingLoader(mrml::prelude::parser::local_loader::LocalIncludeLoader);
+
+impl mrml::prelude::parser::loader::IncludeLoader for PreparingLoader {
+    fn resolve(
+        &self,
+        path: &str,
+    ) -> std::result::Result<String, mrml::prelude::parser::loader::IncludeLoaderError> {
+        let source = self.0.resolve(path)?;
+        Ok(fidelity::prepare_included(&source).into_owned())
+    }
 }
 
 /// The message of a [`MergingLoader`] error whose cause is Handlebars'.
@@ -200,27 +215,71 @@ impl mrml::prelude::parser::loader::IncludeLoader for MergingLoader {
         path: &str,
     ) -> std::result::Result<String, mrml::prelude::parser::loader::IncludeLoaderError> {
         let source = self.local.resolve(path)?;
-        pieces::render_once(&source, &self.fields).map_err(|e| {
+        // Merged, then prepared: as the template in the per-recipient render.
+        let merged = pieces::render_once(&source, &self.fields).map_err(|e| {
             mrml::prelude::parser::loader::IncludeLoaderError::new(
                 path,
                 std::io::ErrorKind::InvalidData,
             )
             .with_message(MERGE_FAILED)
             .with_cause(std::sync::Arc::new(std::io::Error::other(e.to_string())))
-        })
+        })?;
+        Ok(fidelity::prepare_included(&merged).into_owned())
     }
 }
 
-/// Renders MJML to HTML, giving errors as (line in `mjml`, message).
+/// The HTML letterpress makes of `mjml` (placeholders left in), as both
+/// renders of a campaign make it: what `tests/fidelity.rs` compares with
+/// the official MJML. Errors are (line in `mjml`, message).
+pub fn render_html(
+    mjml: &str,
+    fonts: fidelity::RemoteFonts,
+) -> std::result::Result<String, (usize, String)> {
+    render_mjml(mjml, None, None, fonts)
+}
+
+/// Renders MJML to HTML, giving errors as (line in `mjml`, message). The
+/// one place mrml renders: [`fidelity`] corrects its input and output.
 fn render_mjml(
     mjml: &str,
     include_root: Option<&std::path::Path>,
     merge: Option<&serde_json::Value>,
+    fonts: fidelity::RemoteFonts,
 ) -> std::result::Result<String, (usize, String)> {
-    use mrml::prelude::parser::Error as P;
     let opts = parser_options(include_root, merge);
+    let (prepared, carried) = fidelity::prepare(mjml);
+    let parsed = match mrml::parse_with_options(&prepared, &opts) {
+        Ok(parsed) => parsed,
+        // The prepared MJML may have fewer lines: the error is the
+        // original's, where the user can find it.
+        Err(e) => {
+            let e = match &prepared {
+                std::borrow::Cow::Owned(_) => {
+                    mrml::parse_with_options(mjml, &opts).err().unwrap_or(e)
+                }
+                std::borrow::Cow::Borrowed(_) => e,
+            };
+            return Err(parse_error(mjml, include_root, e));
+        }
+    };
+    parsed
+        .element
+        .render(&fidelity::render_options(fonts))
+        .map(|html| fidelity::correct(html, &carried))
+        // After the corrections: the preheader is letterpress's own.
+        .map(|html| crate::compose::preheader::rewrite(&html))
+        .map_err(|e| (1, format!("MJML render error: {e}")))
+}
+
+/// A parse error of `mjml` as (line, message).
+fn parse_error(
+    mjml: &str,
+    include_root: Option<&std::path::Path>,
+    e: mrml::prelude::parser::Error,
+) -> (usize, String) {
+    use mrml::prelude::parser::Error as P;
     let line_of = |pos: usize| mjml[..pos.min(mjml.len())].matches('\n').count() + 1;
-    let parsed = mrml::parse_with_options(mjml, &opts).map_err(|e| {
+    {
         let line = match &e {
             P::UnexpectedElement { position, .. }
             | P::UnexpectedToken { position, .. }
@@ -255,12 +314,7 @@ fn render_mjml(
             _ => "",
         };
         (line, format!("MJML error: {e}{hint}"))
-    })?;
-    parsed
-        .element
-        .render(&render_options())
-        .map(|html| crate::compose::preheader::rewrite(&html))
-        .map_err(|e| (1, format!("MJML render error: {e}")))
+    }
 }
 
 impl Campaign {
@@ -288,12 +342,25 @@ impl Campaign {
         csv: &str,
         attach: crate::compose::attach::Options,
     ) -> Result<Campaign> {
+        let fonts = fidelity::RemoteFonts::default();
+        Self::compile_with_fonts(template, columns, csv, attach, fonts)
+    }
+
+    /// [`Campaign::compile_with`], with the web fonts linked as `fonts`
+    /// says (`--no-remote-fonts`).
+    pub fn compile_with_fonts(
+        template: TemplateFile,
+        columns: &Columns,
+        csv: &str,
+        attach: crate::compose::attach::Options,
+        fonts: fidelity::RemoteFonts,
+    ) -> Result<Campaign> {
         let vars = template.variables()?;
         if let Some(e) = missing(&template, &vars, columns, csv).into_iter().next() {
             return Err(e);
         }
         let include_root = include_root(&template.path);
-        let html_template = render_mjml(&template.body, include_root.as_deref(), None)
+        let html_template = render_mjml(&template.body, include_root.as_deref(), None, fonts)
             .map_err(|(l, m)| template.error(template.body_line + l - 1, m, false))?;
 
         // mrml drops text where MJML allows none (between mj-columns) and
@@ -464,6 +531,7 @@ impl Campaign {
             csv: csv.to_string(),
             limits: Limits::default(),
             files,
+            fonts,
         })
     }
 
@@ -525,6 +593,7 @@ impl Campaign {
         let mut from = None;
         let mut to = None;
         let mut reply_to = None;
+        let mut return_path = None;
         let mut subject = String::new();
         let mut list_unsubscribe = None;
         let mut list_id = None;
@@ -541,6 +610,16 @@ impl Campaign {
                         "To" => to = Some(m),
                         _ => reply_to = Some(m),
                     }
+                }
+                "Return-Path" => {
+                    let bare = value.trim().trim_start_matches('<').trim_end_matches('>');
+                    crate::compose::message::validate_address(bare).map_err(|m| {
+                        problem(
+                            None,
+                            format!("Return-Path `{value}` is not an address: {m}"),
+                        )
+                    })?;
+                    return_path = Some(bare.to_string());
                 }
                 "Subject" => {
                     if value.is_empty() {
@@ -592,6 +671,7 @@ impl Campaign {
                 from: from.expect("From is required by TemplateFile::parse"),
                 to: to.expect("To defaults to {{email}} in TemplateFile::parse"),
                 reply_to,
+                return_path,
                 subject,
                 list_unsubscribe,
                 list_id,
@@ -796,7 +876,12 @@ impl Campaign {
                 false,
             )
         })?;
-        let slow = match render_mjml(&merged_mjml, self.include_root.as_deref(), Some(&ctx)) {
+        let slow = match render_mjml(
+            &merged_mjml,
+            self.include_root.as_deref(),
+            Some(&ctx),
+            self.fonts,
+        ) {
             Ok(s) => s,
             Err((_, m)) => {
                 return Err(Error::MergeMismatch {
@@ -877,13 +962,38 @@ fn placeholders(source: &str) -> Vec<(usize, &str)> {
     out
 }
 
+/// `&#xHEX;` decoded: Handlebars writes `&#x27;`, `&#x60;` and `&#x3D;`,
+/// [`fidelity::prepare`] such references for what mrml would mis-escape.
+fn decode_hex_references(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(p) = rest.find("&#x") {
+        out.push_str(&rest[..p]);
+        let tail = &rest[p + 3..];
+        let decoded = tail.find(';').filter(|&e| e <= 6).and_then(|e| {
+            let c = char::from_u32(u32::from_str_radix(&tail[..e], 16).ok()?)?;
+            Some((c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &tail[e + 1..];
+            }
+            None => {
+                out.push_str("&#x");
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Decodes the entities Handlebars and mrml write, for comparing two HTML
 /// renderings.
 fn decode_entities(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-        .replace("&#x60;", "`")
-        .replace("&#x3D;", "=")
+    decode_hex_references(s)
+        .replace("&quot;", "\"")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&amp;", "&")

@@ -11,6 +11,7 @@ use crate::compose::campaign::{missing_variables, Campaign};
 use crate::compose::lint;
 use crate::compose::recipients::{Duplicates, Limits, Recipients};
 use crate::compose::stamp::Clock;
+use crate::compose::suppress::Suppressions;
 use crate::compose::template::TemplateFile;
 use crate::error::Error;
 use crate::report::{Problem, Severity};
@@ -22,6 +23,8 @@ pub struct CheckReport {
     pub errors: usize,
     pub warnings: usize,
     pub notes: usize,
+    /// Contacts on a `--suppress` list: each is also a note naming why.
+    pub suppressed: usize,
     pub problems: Vec<Problem>,
     /// True when the template or the CSV itself is broken, as opposed to
     /// some rows.
@@ -102,7 +105,8 @@ fn problem_of(e: &Error) -> Problem {
         | Error::SnapshotIsFile { .. }
         | Error::NotSnapshot { .. }
         | Error::Listen { .. }
-        | Error::Stopped { .. } => Problem::new(Severity::Error, "", e.to_string()),
+        | Error::Stopped { .. }
+        | Error::Unsupported { .. } => Problem::new(Severity::Error, "", e.to_string()),
         Error::Journal { path, .. }
         | Error::JournalBusy { path, .. }
         | Error::Changed { path, .. }
@@ -172,7 +176,14 @@ pub fn check(
     delimiter: Option<u8>,
     limits: Limits,
 ) -> CheckReport {
-    check_with(template, recipients, delimiter, limits, Default::default())
+    check_with(
+        template,
+        recipients,
+        delimiter,
+        limits,
+        Default::default(),
+        &Suppressions::default(),
+    )
 }
 
 /// [`check`] with the attachment options of the run to check
@@ -183,6 +194,7 @@ pub fn check_with(
     delimiter: Option<u8>,
     limits: Limits,
     attach: crate::compose::attach::Options,
+    suppress: &Suppressions,
 ) -> CheckReport {
     let template_path = template.to_path_buf();
     let mut files = crate::compose::attach::Tally::default();
@@ -285,6 +297,21 @@ pub fn check_with(
                         Problem::new(Severity::Warning, csv.clone(), warning)
                             .at_line(r.line)
                             .at_row(r.row),
+                    );
+                }
+                if let Some(why) = suppress.get(&letter.parts.to.address) {
+                    report.suppressed += 1;
+                    report.push(
+                        Problem::new(
+                            Severity::Note,
+                            csv.clone(),
+                            format!(
+                                "{} is suppressed: {why}; it will not be sent",
+                                letter.parts.to.address
+                            ),
+                        )
+                        .at_line(r.line)
+                        .at_row(r.row),
                     );
                 }
                 letter.warnings.into_iter().for_each(|w| report.push(w));

@@ -277,6 +277,9 @@ pub struct Parts {
     pub from: Mailbox,
     pub to: Mailbox,
     pub reply_to: Option<Mailbox>,
+    /// The envelope sender from the template's `Return-Path:` (not a
+    /// header of the letter); the From address when there is none.
+    pub return_path: Option<String>,
     pub subject: String,
     /// The `List-Unsubscribe` value, `<…>` brackets included.
     pub list_unsubscribe: Option<String>,
@@ -576,6 +579,7 @@ mod tests {
             from: Mailbox::parse("World Jewish Congress <weremember@wjc.example.org>").unwrap(),
             to: Mailbox::parse("Zofia Wiśniewska <zofia@example.org>").unwrap(),
             reply_to: None,
+            return_path: None,
             subject: "Zaproszenie dla Łukasza — #WeRemember".into(),
             list_unsubscribe: Some("<https://wjc.example.org/u?c=1>".into()),
             list_id: None,

@@ -186,6 +186,7 @@ mod tests {
             from: Mailbox::parse("A <a@example.org>").unwrap(),
             to: Mailbox::parse("B <b@example.org>").unwrap(),
             reply_to: None,
+            return_path: None,
             subject: "Hi".into(),
             list_unsubscribe: None,
             list_id: None,

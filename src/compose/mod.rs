@@ -1,9 +1,11 @@
 //! Composing letters: the contact list ([`recipients`]), the template file
 //! ([`template`]), the compiled campaign and its per-recipient merge
-//! ([`campaign`], with the [`text`] part), the MIME message ([`message`]),
+//! ([`campaign`], with the [`text`] part, and [`fidelity`], which corrects
+//! mrml's deviations from MJML), the MIME message ([`message`]),
 //! Date and Message-ID ([`stamp`]), and the checks of a whole list
 //! ([`check`]); attachments and inline images ([`attach`], [`inline`]) and
-//! the MIME tree that carries them ([`mime_tree`]). Nothing here sends,
+//! the MIME tree that carries them ([`mime_tree`]); the suppression lists
+//! ([`suppress`]). Nothing here sends,
 //! writes files or reads the clock.
 
 pub mod attach;
@@ -11,6 +13,7 @@ pub(crate) mod bidi;
 pub mod build;
 pub mod campaign;
 pub mod check;
+pub mod fidelity;
 pub mod inline;
 pub(crate) mod lint;
 pub mod message;
@@ -19,6 +22,7 @@ mod pieces;
 mod preheader;
 pub mod recipients;
 pub mod stamp;
+pub mod suppress;
 pub mod template;
 pub mod text;
 

@@ -151,6 +151,8 @@ pub struct Recipients {
     /// csv reports a record's line one too low in CRLF files (it starts the
     /// record before the `\n` of the previous terminator).
     line_fix: u64,
+    /// Rows to pass over (suppressed contacts left out of `render`).
+    skip: std::collections::HashSet<usize>,
 }
 
 impl std::fmt::Debug for Recipients {
@@ -276,7 +278,14 @@ impl Recipients {
             raw_base: 0,
             line_shift: 0,
             line_fix,
+            skip: Default::default(),
         })
+    }
+
+    /// Passes over these rows (numbered as [`Recipient::row`]): they are
+    /// not returned, and the rows after keep their numbers.
+    pub fn skipping(self, rows: std::collections::HashSet<usize>) -> Recipients {
+        Recipients { skip: rows, ..self }
     }
 
     /// Rejects a row holding a value longer than `max_value` bytes.
@@ -360,6 +369,9 @@ impl Recipients {
                 continue;
             }
             self.row += 1;
+            if self.skip.contains(&self.row) {
+                continue;
+            }
             if let Some((index, at_line, column)) = stray_quote(&raw, self.delimiter) {
                 let problem = Problem::new(
                     Severity::Error,

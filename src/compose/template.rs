@@ -20,6 +20,9 @@ pub const ALLOWED_HEADERS: &[&str] = &[
     "Subject",
     "List-Unsubscribe",
     "List-Id",
+    // Not written into the letter: the envelope sender (MAIL FROM), where
+    // bounces go; a template (`bounces+{{id}}@…`, VERP) names the contact.
+    "Return-Path",
 ];
 
 /// The header line that names a file to attach (see

@@ -48,6 +48,8 @@ pub struct Options {
     pub clock: Clock,
     /// `--dry-run`: build every letter, journal and send none.
     pub dry_run: bool,
+    /// `--suppress FILE`s: never sent, journalled as `suppressed`.
+    pub suppress: std::sync::Arc<crate::compose::suppress::Suppressions>,
 }
 
 /// Something worth telling the user as it happens.
@@ -88,6 +90,9 @@ pub struct Summary {
     pub rejected: usize,
     /// Rows held back by `--limit`.
     pub held_back: usize,
+    /// Rows on a `--suppress` list, or that bounced hard or complained
+    /// (as the journal's bounces say): never sent.
+    pub suppressed: usize,
     pub dry_run: bool,
     pub interrupted: bool,
     /// Why the run stopped early, if it did.
@@ -299,6 +304,8 @@ impl Sending<'_> {
             claimable: HashSet::new(),
             requeue: Vec::new(),
             list_hash: xxhash_rust::xxh3::Xxh3::new(),
+            suppress: self.suppressions()?,
+            suppressed: Vec::new(),
         };
         journal.plan_start()?;
         let result = (|| -> Result<()> {
@@ -389,10 +396,38 @@ impl Sending<'_> {
             self.options.redirect_to.as_deref().unwrap_or_default(),
         )?;
         journal.plan_end(true)?;
+        for (k, why) in &planner.suppressed {
+            journal.finish(k, State::Suppressed, None, why)?;
+        }
+        journal.flush()?;
         if self.shared() {
             return Ok(planner.claimable.into_iter().collect());
         }
         Ok(planner.send)
+    }
+
+    /// The `--suppress` lists, and the hard bounces and complaints this
+    /// journal recorded (`letterpress bounces`), which a journal that does
+    /// not keep them yet has none of.
+    fn suppressions(&self) -> Result<crate::compose::suppress::Suppressions> {
+        let mut s = (*self.options.suppress).clone();
+        let feedback = crate::deliver::journal::feedback_if_kept(self.journal)?;
+        for f in feedback {
+            let reason = match f.kind {
+                crate::deliver::journal::Kind::Hard => "bounced",
+                crate::deliver::journal::Kind::Complaint => "complained",
+                crate::deliver::journal::Kind::Soft => continue,
+            };
+            s.insert(
+                &f.address,
+                crate::compose::suppress::Entry {
+                    reason: format!("{reason} {}: {}", f.status, f.diagnostic),
+                    file: self.journal.describe().into(),
+                    line: 0,
+                },
+            );
+        }
+        Ok(s)
     }
 
     /// Whether this process shares the campaign with others: then the
@@ -550,6 +585,10 @@ struct Planner<'s, 'a> {
     requeue: Vec<String>,
     /// The list's rows, hashed: every worker of a campaign sends the same.
     list_hash: xxhash_rust::xxh3::Xxh3,
+    /// The `--suppress` lists and the journal's bounces.
+    suppress: crate::compose::suppress::Suppressions,
+    /// Suppressed recipients to journal as such, with the reason.
+    suppressed: Vec<(String, String)>,
 }
 
 impl Planner<'_, '_> {
@@ -578,6 +617,29 @@ impl Planner<'_, '_> {
             return None;
         }
         self.seen.insert(k.clone(), p.row);
+        if let Some(why) = self.suppress.get(&k) {
+            summary.suppressed += 1;
+            let why = match why.line {
+                0 => why.reason.clone(),
+                _ => why.to_string(),
+            };
+            (s.on_event)(Event::Problem(&s.problem(
+                Severity::Warning,
+                p.row,
+                p.line,
+                format!("{} is suppressed: {why}; not sent", p.address),
+            )));
+            // An acceptance stays on record (the letter did go out), and so
+            // does an ambiguous one (it may have).
+            let was = self.known.get(&k).map(|w| w.state);
+            if !matches!(
+                was,
+                Some(State::Accepted | State::Ambiguous | State::Inflight)
+            ) {
+                self.suppressed.push((k.clone(), why));
+            }
+            return Some((k, p));
+        }
         let state = match self.known.get(&k) {
             Some(was) => {
                 if was.fingerprint != p.fingerprint && !self.template_changed {

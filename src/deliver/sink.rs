@@ -27,10 +27,11 @@ pub struct Envelope<'a> {
 }
 
 impl<'a> Envelope<'a> {
-    /// The letter's own From and To addresses.
+    /// The letter's `Return-Path:` (else its From) and To addresses.
     pub fn of(built: &'a Built) -> Envelope<'a> {
+        let parts = &built.letter.parts;
         Envelope {
-            from: &built.letter.parts.from.address,
+            from: parts.return_path.as_deref().unwrap_or(&parts.from.address),
             to: &built.letter.parts.to.address,
         }
     }

@@ -245,6 +245,7 @@ mod tests {
             from: Mailbox::parse("Sender <s@example.org>").unwrap(),
             to: Mailbox::parse("Zofia Wiśniewska <z@example.org>").unwrap(),
             reply_to: None,
+            return_path: None,
             subject: "Cześć".into(),
             list_unsubscribe: Some("<https://example.org/u>".into()),
             list_id: None,

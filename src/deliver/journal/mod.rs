@@ -11,13 +11,18 @@
 //! server's reply) / `deferred` (4xx, will be retried) / `failed` (5xx, or
 //! 4xx until the retries ran out) / `ambiguous` (hang-up or timeout after
 //! the body, or in flight when the process died: the server may have the
-//! message).
+//! message); `suppressed` (on a `--suppress` list: never sent).
+//!
+//! After the send, `letterpress bounces` adds what came back ([`Feedback`]:
+//! hard and soft bounces, complaints), each once, keyed by the returned
+//! message. A backend that does not keep them yet says so
+//! ([`Error::Unsupported`]) through the default methods.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub mod postgres;
 pub mod sqlite;
@@ -181,6 +186,38 @@ pub trait Journal: Send + Sync {
     fn round_trips(&self) -> Option<u64> {
         None
     }
+
+    /// Records a bounce or complaint, once per `key`: true when it is new.
+    fn record_feedback(&self, _f: &Feedback) -> Result<bool> {
+        Err(self.unsupported("bounces and complaints"))
+    }
+
+    /// Every bounce and complaint recorded, oldest first.
+    fn feedback(&self) -> Result<Vec<Feedback>> {
+        Err(self.unsupported("bounces and complaints"))
+    }
+
+    /// The Message-ID (without `<>`) of each letter sent, to its address.
+    fn message_ids(&self) -> Result<HashMap<String, String>> {
+        Err(self.unsupported("the Message-IDs of the letters"))
+    }
+
+    /// The error of a method this backend does not implement.
+    fn unsupported(&self, what: &str) -> Error {
+        Error::Unsupported {
+            journal: self.describe().to_string(),
+            what: what.to_string(),
+        }
+    }
+}
+
+/// The bounces and complaints `journal` recorded; none for a journal that
+/// does not keep them (PostgreSQL, so far).
+pub fn feedback_if_kept(journal: &dyn Journal) -> Result<Vec<Feedback>> {
+    match journal.feedback() {
+        Err(Error::Unsupported { .. }) => Ok(Vec::new()),
+        other => other,
+    }
 }
 
 /// What [`Journal::claim`] found.
@@ -238,6 +275,52 @@ pub struct Dump {
     pub records: Vec<Record>,
 }
 
+/// What came back after a letter was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A permanent failure (DSN status 5.x.x, or a plain-text bounce that
+    /// says the address does not exist).
+    Hard,
+    /// A temporary failure (4.x.x): suppressed only after
+    /// `--soft-bounce-limit` campaigns.
+    Soft,
+    /// An abuse report (RFC 5965 ARF): the recipient marked it as spam.
+    Complaint,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Hard => "hard",
+            Kind::Soft => "soft",
+            Kind::Complaint => "complaint",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        [Kind::Hard, Kind::Soft, Kind::Complaint]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// One bounce or complaint, as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Feedback {
+    /// The returned message's Message-ID, or a hash of it: recorded once.
+    pub key: String,
+    /// The lower-cased address it is about.
+    pub address: String,
+    pub kind: Kind,
+    /// The status code (`5.1.1`), or the feedback type of a complaint.
+    pub status: String,
+    /// The remote server's words, or the report's.
+    pub diagnostic: String,
+    /// Seconds since the epoch when it was recorded.
+    pub at: i64,
+}
+
 /// A recipient's state in the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -248,16 +331,18 @@ pub enum State {
     Accepted,
     Failed,
     Ambiguous,
+    Suppressed,
 }
 
 impl State {
-    pub const ALL: [State; 6] = [
+    pub const ALL: [State; 7] = [
         State::Pending,
         State::Inflight,
         State::Deferred,
         State::Accepted,
         State::Failed,
         State::Ambiguous,
+        State::Suppressed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -268,6 +353,7 @@ impl State {
             State::Accepted => "accepted",
             State::Failed => "failed",
             State::Ambiguous => "ambiguous",
+            State::Suppressed => "suppressed",
         }
     }
 

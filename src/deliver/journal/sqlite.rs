@@ -45,7 +45,9 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{Dump, FailedRow, Journal, Known, NewEntry, Record, State};
+use super::{
+    Dump, FailedRow, Feedback, Journal, Kind as FeedbackKind, Known, NewEntry, Record, State,
+};
 use crate::error::{Error, Result};
 
 /// `PRAGMA application_id` of a letterpress journal: "LPRS".
@@ -53,7 +55,9 @@ pub const APPLICATION_ID: i64 = 0x4C50_5253;
 
 /// `PRAGMA user_version`: the layout of the tables. A journal with a higher
 /// one was written by a newer letterpress and is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Version 2 added the `feedback` table (bounces and complaints); a send or
+/// `bounces` adds it to a version 1 journal.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How a journal is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +165,18 @@ CREATE TABLE IF NOT EXISTS recipients (
 );
 ";
 
+/// Version 2: bounces and complaints, once per returned message.
+const FEEDBACK: &str = "
+CREATE TABLE IF NOT EXISTS feedback (
+    key         TEXT PRIMARY KEY,
+    address     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    diagnostic  TEXT NOT NULL,
+    at          INTEGER NOT NULL
+);
+";
+
 /// Prepares only if both tables have every column this code uses.
 const COLUMNS: [&str; 2] = [
     "SELECT key, value FROM meta LIMIT 0",
@@ -222,6 +238,30 @@ impl SqliteJournal {
 
     fn err(&self, e: rusqlite::Error) -> Error {
         refuse(&self.path, e.to_string())
+    }
+
+    /// A version 1 journal opened to read has no `feedback` table.
+    fn has_feedback_table(&self) -> Result<bool> {
+        self.conn()
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'feedback'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
+    fn has_feedback_key(&self, key: &str) -> Result<bool> {
+        if !self.has_feedback_table()? {
+            return Ok(false);
+        }
+        self.conn()
+            .query_row("SELECT count(*) FROM feedback WHERE key = ?1", [key], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -381,6 +421,75 @@ impl Journal for SqliteJournal {
                  WHERE state = 'inflight'",
                 [now()],
             )
+            .map_err(|e| self.err(e))
+    }
+
+    fn record_feedback(&self, f: &Feedback) -> Result<bool> {
+        if !self.writing()? {
+            return Ok(!self.has_feedback_key(&f.key)?);
+        }
+        self.flush()?;
+        let n = self
+            .conn()
+            .execute(
+                "INSERT INTO feedback(key, address, kind, status, diagnostic, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(key) DO NOTHING",
+                params![
+                    f.key,
+                    f.address,
+                    f.kind.as_str(),
+                    f.status,
+                    f.diagnostic,
+                    f.at
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    fn feedback(&self) -> Result<Vec<Feedback>> {
+        if !self.has_feedback_table()? {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT key, address, kind, status, diagnostic, at FROM feedback
+                 ORDER BY at, rowid",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Feedback {
+                    key: r.get(0)?,
+                    address: r.get(1)?,
+                    kind: FeedbackKind::parse(&r.get::<_, String>(2)?)
+                        .unwrap_or(FeedbackKind::Hard),
+                    status: r.get(3)?,
+                    diagnostic: r.get(4)?,
+                    at: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    fn message_ids(&self) -> Result<HashMap<String, String>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT message_id, address FROM recipients WHERE message_id IS NOT NULL")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let id: String = r.get(0)?;
+                Ok((
+                    id.trim_matches(['<', '>']).to_string(),
+                    r.get::<_, String>(1)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.err(e))
     }
 
@@ -663,6 +772,7 @@ fn open_read(path: &Path, writes: Writes) -> Result<SqliteJournal> {
         Err(e) if e.kind() == ErrorKind::NotFound && writes == Writes::Drop => {
             let conn = Connection::open_in_memory().map_err(sql(path))?;
             conn.execute_batch(SCHEMA).map_err(sql(path))?;
+            conn.execute_batch(FEEDBACK).map_err(sql(path))?;
             return Ok(SqliteJournal::new(path, conn, writes, None));
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -702,11 +812,16 @@ fn open_send(path: &Path, wait: bool, full_sync: bool) -> Result<SqliteJournal> 
     .map_err(sql(path))?;
     let run = |conn: &Connection| -> rusqlite::Result<()> {
         conn.busy_timeout(Duration::from_secs(5))?;
-        if kind == Kind::Unstamped {
+        // Stamps an unstamped journal, and brings an older one up to
+        // this version (the tables only ever gain: `IF NOT EXISTS`).
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if kind == Kind::Unstamped || version < SCHEMA_VERSION {
             conn.execute_batch(&format!(
                 "BEGIN IMMEDIATE;
                  PRAGMA application_id = {APPLICATION_ID};
                  PRAGMA user_version = {SCHEMA_VERSION};
+                 {SCHEMA}
+                 {FEEDBACK}
                  COMMIT;"
             ))?;
         }
@@ -782,6 +897,7 @@ fn create(path: &Path) -> Result<()> {
              PRAGMA application_id = {APPLICATION_ID};
              PRAGMA user_version = {SCHEMA_VERSION};
              {SCHEMA}
+             {FEEDBACK}
              COMMIT;"
         ))?;
         conn.close().map_err(|(_, e)| e)
@@ -1432,6 +1548,39 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_journal_gains_the_feedback_table_and_records_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.sqlite");
+        {
+            let db = Connection::open(&p).unwrap();
+            db.execute_batch(&format!(
+                "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1; {SCHEMA}"
+            ))
+            .unwrap();
+        }
+        // A reader of a version 1 journal sees no feedback, and adds nothing.
+        let r = SqliteJournal::open(&p, Mode::Read).unwrap();
+        assert_eq!(r.feedback().unwrap(), vec![]);
+        drop(r);
+        assert_eq!(stamp_and_tables(&p).1, 1);
+        let j = SqliteJournal::open(&p, SEND).unwrap();
+        let f = Feedback {
+            key: "<b1@mx>".into(),
+            address: "a@x.org".into(),
+            kind: FeedbackKind::Hard,
+            status: "5.1.1".into(),
+            diagnostic: "550 no such user".into(),
+            at: 7,
+        };
+        assert!(j.record_feedback(&f).unwrap());
+        assert!(!j.record_feedback(&f).unwrap());
+        drop(j);
+        assert_eq!(stamp_and_tables(&p).1, SCHEMA_VERSION);
+        let r = SqliteJournal::open(&p, Mode::Read).unwrap();
+        assert_eq!(r.feedback().unwrap(), vec![f]);
+    }
+
+    #[test]
     fn a_journal_of_a_newer_letterpress_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("j.sqlite");
@@ -1441,7 +1590,11 @@ mod tests {
             (
                 APPLICATION_ID,
                 SCHEMA_VERSION,
-                vec!["meta".to_string(), "recipients".to_string()]
+                vec![
+                    "feedback".to_string(),
+                    "meta".to_string(),
+                    "recipients".to_string()
+                ]
             )
         );
         Connection::open(&p)
