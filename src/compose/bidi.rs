@@ -10,7 +10,8 @@
 //! are. The text part has no markup: a value is isolated there with FSI …
 //! PDI (U+2068 … U+2069) by the text registry's escape function, and only
 //! when it holds a strong character of the other direction than the
-//! letter's (see [`isolate_text`]). Headers are never touched (RFC 2047
+//! letter's (see [`isolate_text`]); values next to each other are isolated
+//! as one unit, as in the HTML (see [`isolate_text_runs`]). Headers are never touched (RFC 2047
 //! words carry no direction marks). This file does no I/O.
 
 use crate::compose::pieces::{kind, tag, Kind};
@@ -65,6 +66,117 @@ pub(crate) fn isolate_text(value: &str, base: Direction) -> String {
         s
     } else {
         value.to_string()
+    }
+}
+
+/// The block helper that isolates a run of adjacent values in the text
+/// part as one unit (see [`isolate_text_runs`]). Only the rewrite writes
+/// it; a CSV column of this very name would be hidden by it in the text
+/// part.
+pub(crate) const RUN_HELPER: &str = "letterpress-bidi-run";
+
+/// The text template with each run of two or more values separated only
+/// by spaces (`{{title}} {{last_name}}`) wrapped, at compile time, in the
+/// [`RUN_HELPER`] block, its values made raw (`{{{title}}}`) so that the
+/// per-value escape ([`isolate_text`]) adds no marks of its own inside:
+/// the block isolates the run as a whole, as one `<bdi>` does in the HTML.
+/// Apart, a Hebrew title and name in an English letter would each be
+/// isolated, and shown left to right ("Dear כהן הרב," read in the wrong
+/// order). A single value is left to the escape function. No newline is
+/// added, so line numbers in errors stay those of the template.
+pub(crate) fn isolate_text_runs(text: &str) -> String {
+    // A run's member: a plain value without whitespace control (`~`),
+    // which could not be turned into `{{{…}}}` as it is written.
+    let member = |t: &str| kind(t) == Kind::Simple && !t.contains('~');
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while let Some(at) = text[i..].find("{{") {
+        let start = i + at;
+        let Some(t) = tag(&text[start..]) else {
+            break;
+        };
+        if !member(t) {
+            i = start + t.len();
+            continue;
+        }
+        let mut run = vec![(start, t)];
+        let mut end = start + t.len();
+        loop {
+            let gap = text[end..].len() - text[end..].trim_start_matches(' ').len();
+            let next = &text[end + gap..];
+            match next.starts_with("{{").then(|| tag(next)).flatten() {
+                Some(n) if gap > 0 && member(n) => {
+                    run.push((end + gap, n));
+                    end += gap + n.len();
+                }
+                _ => break,
+            }
+        }
+        if run.len() > 1 {
+            out.push_str(&text[copied..start]);
+            out.push_str("{{#");
+            out.push_str(RUN_HELPER);
+            out.push_str("}}");
+            let mut last = start;
+            for (at, t) in run {
+                out.push_str(&text[last..at]);
+                if t.starts_with("{{{") {
+                    out.push_str(t);
+                } else {
+                    out.push('{');
+                    out.push_str(t);
+                    out.push('}');
+                }
+                last = at + t.len();
+            }
+            out.push_str("{{/");
+            out.push_str(RUN_HELPER);
+            out.push_str("}}");
+            copied = end;
+        }
+        i = end;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// The [`RUN_HELPER`] block: renders its content and isolates it as one
+/// unit when it needs it ([`isolate_text`]).
+pub(crate) struct IsolateRun(pub Direction);
+
+impl handlebars::HelperDef for IsolateRun {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &handlebars::Helper<'rc>,
+        r: &'reg handlebars::Handlebars<'reg>,
+        ctx: &'rc handlebars::Context,
+        rc: &mut handlebars::RenderContext<'reg, 'rc>,
+        out: &mut dyn handlebars::Output,
+    ) -> handlebars::HelperResult {
+        use handlebars::Renderable;
+        let mut run = Run(String::new());
+        if let Some(t) = h.template() {
+            t.render(r, ctx, rc, &mut run)?;
+        }
+        if needs_isolation(&run.0, self.0) {
+            out.write("\u{2068}")?; // FSI
+            out.write(&run.0)?;
+            out.write("\u{2069}")?; // PDI
+        } else {
+            out.write(&run.0)?;
+        }
+        Ok(())
+    }
+}
+
+/// A run's rendered content (handlebars' `StringOutput` reserves 8 KiB).
+struct Run(String);
+
+impl handlebars::Output for Run {
+    fn write(&mut self, seg: &str) -> std::io::Result<()> {
+        self.0.push_str(seg);
+        Ok(())
     }
 }
 
@@ -202,6 +314,62 @@ mod tests {
             isolate_html(html),
             "<p><a href=\"x\" {{#if a}}class='b'{{/if}}><bdi>{{n}}</bdi></a></p>"
         );
+    }
+
+    /// The text registry as campaign.rs builds it, for a letter of `base`.
+    fn text_registry(base: Direction, template: &str) -> handlebars::Handlebars<'static> {
+        let mut r = handlebars::Handlebars::new();
+        r.set_strict_mode(true);
+        r.register_escape_fn(move |v| isolate_text(v, base));
+        r.register_helper(RUN_HELPER, Box::new(IsolateRun(base)));
+        r.register_template_string("t", isolate_text_runs(template))
+            .unwrap();
+        r
+    }
+
+    #[test]
+    fn adjacent_values_in_the_text_part_are_rewritten_into_one_run() {
+        assert_eq!(
+            isolate_text_runs("Dear {{title}} {{last_name}}, {{a}}{{b}} {{{c}}}  {{d.e}}\n{{f}}"),
+            "Dear {{#letterpress-bidi-run}}{{{title}}} {{{last_name}}}{{/letterpress-bidi-run}}, \
+             {{a}}{{#letterpress-bidi-run}}{{{b}}} {{{c}}}  {{{d.e}}}{{/letterpress-bidi-run}}\n{{f}}"
+        );
+        // Blocks, whitespace control and a lone value are left alone.
+        let t = "{{#if a}}{{a}} {{/if}} {{~b}} {{c}} {{! x }} {{d}}";
+        assert_eq!(isolate_text_runs(t), t);
+    }
+
+    #[test]
+    fn a_hebrew_title_and_name_in_the_text_part_share_one_isolate() {
+        let r = text_registry(Direction::Ltr, "Dear {{title}} {{last_name}}, 2021 was");
+        let he = serde_json::json!({"title": "הרב", "last_name": "כהן"});
+        assert_eq!(
+            r.render("t", &he).unwrap(),
+            "Dear \u{2068}הרב כהן\u{2069}, 2021 was"
+        );
+        // One Hebrew value in the run isolates the run; none, nothing.
+        let mixed = serde_json::json!({"title": "Dr.", "last_name": "כהן"});
+        assert_eq!(
+            r.render("t", &mixed).unwrap(),
+            "Dear \u{2068}Dr. כהן\u{2069}, 2021 was"
+        );
+        let en = serde_json::json!({"title": "Dr.", "last_name": "Breuer"});
+        assert_eq!(r.render("t", &en).unwrap(), "Dear Dr. Breuer, 2021 was");
+        // A lone value keeps its own isolate, and a right-to-left letter
+        // isolates a Latin run.
+        let r = text_registry(Direction::Ltr, "Dear {{last_name}}, 2021");
+        assert_eq!(
+            r.render("t", &he).unwrap(),
+            "Dear \u{2068}כהן\u{2069}, 2021"
+        );
+        let r = text_registry(Direction::Rtl, "{{title}} {{last_name}}");
+        assert_eq!(r.render("t", &he).unwrap(), "הרב כהן");
+        assert_eq!(r.render("t", &en).unwrap(), "\u{2068}Dr. Breuer\u{2069}");
+        // Strict mode still names a missing value inside a run.
+        let e = r
+            .render("t", &serde_json::json!({"title": "x"}))
+            .unwrap_err();
+        assert!(e.to_string().contains("last_name"), "{e}");
     }
 
     #[test]

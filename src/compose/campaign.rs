@@ -413,7 +413,11 @@ impl Campaign {
         text.set_strict_mode(true);
         let base = bidi::Direction::default();
         text.register_escape_fn(move |v| bidi::isolate_text(v, base));
-        let text_pieces = Pieces::register(&mut text, "text", &text_template).map_err(|e| {
+        // Adjacent values share one isolate, as in the HTML: rewritten once
+        // here, so a letter costs one block per run, whatever the variant.
+        text.register_helper(bidi::RUN_HELPER, Box::new(bidi::IsolateRun(base)));
+        let runs = bidi::isolate_text_runs(&text_template);
+        let text_pieces = Pieces::register(&mut text, "text", &runs).map_err(|e| {
             template.error(e.line, format!("text part: {}", e.reason), text_is_file)
         })?;
 

@@ -186,6 +186,13 @@ pub fn wrap(text: &str) -> String {
     out
 }
 
+/// Whether `bytes[i..]` starts with U+2068 or U+2069 (E2 81 A8/A9).
+fn isolate_mark(bytes: &[u8], i: usize) -> bool {
+    bytes[i] == 0xE2
+        && bytes.get(i + 1) == Some(&0x81)
+        && matches!(bytes.get(i + 2), Some(0xA8 | 0xA9))
+}
+
 fn wrap_line(line: &str, out: &mut String) {
     let indent = continuation_indent(line);
     let bytes = line.as_bytes();
@@ -197,7 +204,8 @@ fn wrap_line(line: &str, out: &mut String) {
     // continue a UTF-8 sequence) and place it when its space is reached.
     for i in 0..=bytes.len() {
         if i < bytes.len() && bytes[i] != b' ' {
-            word_chars += usize::from(bytes[i] & 0xC0 != 0x80);
+            // FSI and PDI (bidi.rs) are invisible: they take no column.
+            word_chars += usize::from(bytes[i] & 0xC0 != 0x80 && !isolate_mark(bytes, i));
             continue;
         }
         if word_start > 0 {
@@ -331,5 +339,16 @@ mod tests {
     fn wrap_counts_characters_not_bytes() {
         let line = "ż".repeat(70) + " x";
         assert_eq!(wrap(&line), line);
+    }
+
+    #[test]
+    fn wrap_gives_the_bidi_isolate_marks_no_column() {
+        // 76 visible characters and two marks: one line, as without them.
+        let line = "a".repeat(65) + " \u{2068}הרב כהן\u{2069} xy";
+        assert_eq!(line.chars().count(), 78);
+        assert_eq!(wrap(&line), line);
+        // One visible character more and the last word wraps.
+        let long = line + "z";
+        assert_eq!(wrap(&long), long.replacen(" xyz", "\nxyz", 1));
     }
 }
