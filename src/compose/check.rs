@@ -282,9 +282,9 @@ pub fn check_with(
         }
         // Built as render and send build it: a header word too long for a
         // line is only found there.
-        if !c.files().is_empty() {
+        if !c.variant(&r).files().is_empty() {
             let to = c.recipient(&r).map(|m| m.address).unwrap_or_default();
-            files.missing(c.files(), &r, &to);
+            files.missing(c.variant(&r).files(), &r, &to);
         }
         match Builder::new(c, Clock::Fixed(0), 0).build(&r) {
             Ok(Built { letter, eml, .. }) => {

@@ -25,6 +25,7 @@ pub mod stamp;
 pub mod suppress;
 pub mod template;
 pub mod text;
+pub mod variant;
 
 #[cfg(test)]
 mod hostile;
