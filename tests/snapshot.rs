@@ -126,7 +126,7 @@ fn letters_added_and_removed_are_listed_and_update_removes_stale_files() {
         .map(String::from)
         .collect();
     lines.pop(); // row 12 goes
-    lines.push("new.one@example.org,,New,One,Somewhere,c-2000".into()); // row 12 is someone else
+    lines.push("new.one@example.org,,New,One,Somewhere,c-2000,en".into()); // row 12 is someone else
     std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
 
     let out = check(&t, &csv, &snap, false);

@@ -5,9 +5,10 @@
 use handlebars::Context;
 
 use crate::compose::fidelity;
+use crate::compose::lang::{Choice, Chooser, Tag};
 use crate::compose::message::Mailbox;
 use crate::compose::recipients::{Columns, Limits, Recipient};
-use crate::compose::template::TemplateFile;
+use crate::compose::template::{TemplateFile, Templates};
 use crate::error::Result;
 use crate::report::Problem;
 
@@ -27,33 +28,70 @@ pub struct Source {
     pub attach: crate::compose::attach::Options,
     /// Whether the letter links MJML's web fonts (`--no-remote-fonts`).
     pub fonts: fidelity::RemoteFonts,
+    /// The column of the contacts' languages (`--lang-column`).
+    pub lang: LangColumn,
 }
 
 impl Source {
     /// Loads the template and opens the list, and compiles the campaign
     /// against the list's columns.
     pub fn open(&self) -> Result<(Campaign, crate::compose::recipients::Recipients)> {
-        let template = TemplateFile::load(&self.template)?;
         let recipients =
             crate::compose::recipients::Recipients::open(&self.recipients, self.delimiter)?
                 .limited(self.limits.value);
         let name = recipients.name().to_string();
-        let campaign = Campaign::compile_with_fonts(
-            template,
-            recipients.columns(),
-            &name,
-            self.attach,
-            self.fonts,
-        )?
-        .limited(self.limits);
+        let campaign = self.compile(recipients.columns(), &name)?;
         Ok((campaign, recipients))
+    }
+
+    /// Loads the templates (the default and its language variants) and
+    /// compiles them for a list with `columns`, named `csv`.
+    pub fn compile(&self, columns: &Columns, csv: &str) -> Result<Campaign> {
+        let templates = Templates::load(&self.template)?;
+        Ok(
+            Campaign::compile_all(templates, columns, csv, self.attach, self.fonts, &self.lang)?
+                .limited(self.limits),
+        )
     }
 }
 
 /// A campaign ready to render: every template compiled, columns checked.
 #[derive(Debug)]
 pub struct Campaign {
-    default: Variant,
+    /// The default first, then the language variants by tag.
+    variants: Vec<Variant>,
+    chooser: Chooser,
+    /// The column holding each contact's language, when the list has it.
+    lang_column: Option<usize>,
+    hash: u128,
+}
+
+/// How a campaign picks a contact's variant: the column of the language
+/// tags (`--lang-column`).
+#[derive(Debug, Clone, Default)]
+pub struct LangColumn {
+    /// `None`: `lang` when the list has such a column.
+    pub name: Option<String>,
+}
+
+/// The column contacts' languages are read from by default.
+pub const LANG_COLUMN: &str = "lang";
+
+impl LangColumn {
+    /// The column's index in `columns`. A column named on the command line
+    /// must exist; the default one may be absent (then every contact gets
+    /// the default letter).
+    fn find(&self, columns: &Columns, csv: &str) -> Result<Option<usize>> {
+        match &self.name {
+            None => Ok(columns.position(LANG_COLUMN)),
+            Some(name) => columns.position(name).map(Some).ok_or_else(|| {
+                crate::error::Error::Usage(format!(
+                    "--lang-column `{name}`: {csv} has no such column; its columns are {}",
+                    columns.names().join(", ")
+                ))
+            }),
+        }
+    }
 }
 
 impl Campaign {
@@ -84,49 +122,145 @@ impl Campaign {
         attach: crate::compose::attach::Options,
         fonts: fidelity::RemoteFonts,
     ) -> Result<Campaign> {
-        let default = Variant::compile_with_fonts(template, columns, csv, attach, fonts)?;
-        Ok(Campaign { default })
+        let templates = Templates::one(template);
+        Self::compile_all(
+            templates,
+            columns,
+            csv,
+            attach,
+            fonts,
+            &LangColumn::default(),
+        )
+    }
+
+    /// Compiles every template of `templates`: the default, and one variant
+    /// per language, each chosen by the contacts' `lang` column.
+    pub fn compile_all(
+        templates: Templates,
+        columns: &Columns,
+        csv: &str,
+        attach: crate::compose::attach::Options,
+        fonts: fidelity::RemoteFonts,
+        lang: &LangColumn,
+    ) -> Result<Campaign> {
+        let lang_column = lang.find(columns, csv)?;
+        let mut variants = Vec::with_capacity(1 + templates.variants.len());
+        variants.push(Variant::compile_in(
+            templates.default,
+            None,
+            columns,
+            csv,
+            attach,
+            fonts,
+        )?);
+        for (tag, template) in templates.variants {
+            variants.push(Variant::compile_in(
+                template,
+                Some(tag),
+                columns,
+                csv,
+                attach,
+                fonts,
+            )?);
+        }
+        // The default's own language selects it too (`en` for an English
+        // default), ahead of a variant of the same tag.
+        let chooser = Chooser::new(variants.iter().map(Variant::lang));
+        let hash = match variants.as_slice() {
+            [one] => one.hash(),
+            all => {
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                for v in all {
+                    h.update(v.lang().map_or("", Tag::as_str).as_bytes());
+                    h.update(&v.hash().to_le_bytes());
+                }
+                h.digest128()
+            }
+        };
+        Ok(Campaign {
+            variants,
+            chooser,
+            lang_column,
+            hash,
+        })
     }
 
     /// The campaign with other size limits than the defaults.
     pub fn limited(self, limits: Limits) -> Campaign {
         Campaign {
-            default: self.default.limited(limits),
+            variants: self
+                .variants
+                .into_iter()
+                .map(|v| v.limited(limits))
+                .collect(),
+            ..self
         }
     }
 
     pub fn limits(&self) -> Limits {
-        self.default.limits()
+        self.variants[0].limits()
     }
 
     /// The recipients file's name, as used in problems.
     pub fn csv_name(&self) -> &str {
-        self.default.csv_name()
+        self.variants[0].csv_name()
     }
 
     /// The default template: the one named on the command line.
     pub fn template(&self) -> &TemplateFile {
-        self.default.template()
+        self.variants[0].template()
     }
 
-    /// A hash of the template files: changes when a letter changes.
+    /// A hash of every template's files: changes when a letter changes.
+    /// With one template, that template's hash.
     pub fn hash(&self) -> u128 {
-        self.default.hash()
+        self.hash
     }
 
-    /// The default template, compiled.
-    pub fn default_variant(&self) -> &Variant {
-        &self.default
+    /// Every template: the default first, then the variants by tag.
+    pub fn variants(&self) -> &[Variant] {
+        &self.variants
+    }
+
+    /// The index of the column contacts' languages are read from.
+    pub fn lang_column(&self) -> Option<usize> {
+        self.lang_column
+    }
+
+    /// Which template recipient `r` gets, and why.
+    pub fn choice(&self, r: &Recipient) -> Choice {
+        match self.lang_column.and_then(|i| r.fields.get(i)) {
+            Some(value) => self.chooser.choose(value),
+            None => Choice::Default,
+        }
     }
 
     /// The template recipient `r` gets.
-    pub fn variant(&self, _r: &Recipient) -> &Variant {
-        &self.default
+    pub fn variant(&self, r: &Recipient) -> &Variant {
+        if self.variants.len() == 1 {
+            return &self.variants[0];
+        }
+        match self.choice(r) {
+            Choice::Variant(i) => &self.variants[i],
+            _ => &self.variants[0],
+        }
     }
 
-    /// The columns no template uses.
+    /// The columns no template uses (the language column is used by the
+    /// choice of template, when there are variants).
     pub fn unused_columns<'a>(&self, columns: &'a Columns) -> Vec<&'a str> {
-        self.default.unused_columns(columns)
+        let lang = self
+            .lang_column
+            .filter(|_| self.variants.len() > 1)
+            .and_then(|i| columns.names().get(i));
+        let mut unused = self.variants[0].unused_columns(columns);
+        unused.retain(|c| {
+            Some(*c) != lang.map(String::as_str)
+                && self.variants[1..]
+                    .iter()
+                    .all(|v| v.unused_columns(columns).contains(c))
+        });
+        unused
     }
 
     /// Merges one recipient with the template it gets. A problem with this
@@ -143,8 +277,9 @@ impl Campaign {
         self.variant(r).merge_text(&Context::from(r.to_json()))
     }
 
-    /// The recipient's fields hashed with the campaign (see
-    /// [`Letter::fingerprint`]).
+    /// The recipient's fields hashed with their template (see
+    /// [`Letter::fingerprint`]): a contact's seed does not change when a
+    /// variant for another language is added.
     pub fn fingerprint(&self, r: &Recipient) -> u128 {
         self.variant(r).fingerprint(r)
     }

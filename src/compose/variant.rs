@@ -12,8 +12,10 @@ use crate::compose::pieces::{self, Pieces};
 use handlebars::{Context, Handlebars};
 
 use crate::compose::fidelity;
+use crate::compose::lang::Tag;
 use crate::compose::message::{ListId, Mailbox, Parts};
 use crate::compose::recipients::{Columns, Limits, Recipient};
+use crate::compose::rtl;
 use crate::compose::template::{include_root, TemplateFile, Variable};
 use crate::compose::text;
 use crate::error::{Error, Result};
@@ -27,6 +29,13 @@ pub const HTML_WARN_BYTES: usize = 90 * 1024;
 /// ([`crate::compose::campaign::Campaign`]).
 pub struct Variant {
     template: TemplateFile,
+    /// The MJML as rendered: the template's body with its language
+    /// ([`rtl::prepare`]).
+    body: String,
+    /// The letter's language, if known.
+    lang: Option<Tag>,
+    /// Its base direction: the text part isolates values of the other.
+    direction: bidi::Direction,
     /// Where `mj-include` reads, for both renders (see [`parser_options`]).
     include_root: Option<std::path::PathBuf>,
     html: Handlebars<'static>,
@@ -94,6 +103,8 @@ pub struct Letter {
     /// Attachments and inline images, added by the build step (empty when
     /// just merged).
     pub files: Vec<crate::compose::attach::File>,
+    /// The language of the variant it was merged from, if known.
+    pub lang: Option<Tag>,
 }
 
 /// The variables of `template` that are not columns, each an error naming
@@ -322,12 +333,34 @@ impl Variant {
         attach: crate::compose::attach::Options,
         fonts: fidelity::RemoteFonts,
     ) -> Result<Variant> {
+        Self::compile_in(template, None, columns, csv, attach, fonts)
+    }
+
+    /// [`Variant::compile_with_fonts`] for a letter in language `lang`:
+    /// the variant's tag from its file name, else the `<mjml lang>` the
+    /// template writes. A right-to-left language's MJML is mirrored
+    /// ([`rtl::prepare`]) and its text part isolates left-to-right values.
+    pub fn compile_in(
+        template: TemplateFile,
+        lang: Option<Tag>,
+        columns: &Columns,
+        csv: &str,
+        attach: crate::compose::attach::Options,
+        fonts: fidelity::RemoteFonts,
+    ) -> Result<Variant> {
+        let lang =
+            lang.or_else(|| rtl::root_attribute(&template.body, "lang").and_then(Tag::parse));
+        let body = match &lang {
+            Some(tag) => rtl::prepare(&template.body, tag).into_owned(),
+            None => template.body.clone(),
+        };
+        let direction = lang.as_ref().map(Tag::direction).unwrap_or_default();
         let vars = template.variables()?;
         if let Some(e) = missing(&template, &vars, columns, csv).into_iter().next() {
             return Err(e);
         }
         let include_root = include_root(&template.path);
-        let html_template = render_mjml(&template.body, include_root.as_deref(), None, fonts)
+        let html_template = render_mjml(&body, include_root.as_deref(), None, fonts)
             .map_err(|(l, m)| template.error(template.body_line + l - 1, m, false))?;
 
         // mrml drops text where MJML allows none (between mj-columns) and
@@ -378,7 +411,7 @@ impl Variant {
         // header values must never be.
         let mut text = Handlebars::new();
         text.set_strict_mode(true);
-        let base = bidi::Direction::default();
+        let base = direction;
         text.register_escape_fn(move |v| bidi::isolate_text(v, base));
         // Adjacent values share one isolate, as in the HTML: rewritten once
         // here, so a letter costs one block per run, whatever the variant.
@@ -487,6 +520,9 @@ impl Variant {
         }
         Ok(Variant {
             template,
+            body,
+            lang,
+            direction,
             include_root,
             html,
             html_pieces,
@@ -504,6 +540,17 @@ impl Variant {
             files,
             fonts,
         })
+    }
+
+    /// The letter's language: the variant's tag, or the template's
+    /// `<mjml lang>`.
+    pub fn lang(&self) -> Option<&Tag> {
+        self.lang.as_ref()
+    }
+
+    /// The letter's base direction.
+    pub fn direction(&self) -> bidi::Direction {
+        self.direction
     }
 
     /// The campaign with other size limits than the defaults.
@@ -653,6 +700,7 @@ impl Variant {
             fingerprint,
             warnings,
             files: Vec::new(),
+            lang: self.lang.clone(),
         })
     }
 
@@ -670,7 +718,10 @@ impl Variant {
         &self,
         ctx: &Context,
     ) -> std::result::Result<String, handlebars::RenderError> {
-        Ok(text::wrap(&self.text_pieces.render(&self.text, ctx)?))
+        Ok(text::wrap_in(
+            &self.text_pieces.render(&self.text, ctx)?,
+            self.direction,
+        ))
     }
 
     /// The recipient's fields hashed with the campaign (see
@@ -840,7 +891,7 @@ impl Variant {
         else {
             return Ok(()); // reported by render()
         };
-        let merged_mjml = pieces::render_once(&self.template.body, &ctx).map_err(|e| {
+        let merged_mjml = pieces::render_once(&self.body, &ctx).map_err(|e| {
             self.template.error(
                 self.template.body_line,
                 format!("Handlebars error: {e}"),
