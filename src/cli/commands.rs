@@ -201,8 +201,37 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
             summary.rejected,
             summary.warnings,
         );
+        if let Some(line) = languages_line(&summary.languages, &summary.fallbacks) {
+            let _ = writeln!(out, "{line}");
+        }
     }
     Ok(summary.exit_code())
+}
+
+/// The letters per language, and the contacts whose language had no
+/// variant: `None` for a campaign in one language that nobody asked
+/// otherwise of.
+fn languages_line(
+    languages: &std::collections::BTreeMap<String, usize>,
+    fallbacks: &std::collections::BTreeMap<String, usize>,
+) -> Option<String> {
+    if languages.len() < 2 && fallbacks.is_empty() {
+        return None;
+    }
+    let each = |m: &std::collections::BTreeMap<String, usize>| {
+        m.iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut line = format!("letters by language: {}", each(languages));
+    if !fallbacks.is_empty() {
+        line.push_str(&format!(
+            "; no variant for {}: those contacts got the default letter",
+            each(fallbacks)
+        ));
+    }
+    Some(line)
 }
 
 /// Without `--include-suppressed`, the rows whose address a `--suppress`

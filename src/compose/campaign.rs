@@ -237,12 +237,13 @@ impl Campaign {
 
     /// The template recipient `r` gets.
     pub fn variant(&self, r: &Recipient) -> &Variant {
-        if self.variants.len() == 1 {
-            return &self.variants[0];
-        }
-        match self.choice(r) {
-            Choice::Variant(i) => &self.variants[i],
-            _ => &self.variants[0],
+        &self.variants[self.index(&self.choice(r))]
+    }
+
+    fn index(&self, choice: &Choice) -> usize {
+        match choice {
+            Choice::Variant(i) => *i,
+            _ => 0,
         }
     }
 
@@ -266,7 +267,17 @@ impl Campaign {
     /// Merges one recipient with the template it gets. A problem with this
     /// row is returned, not raised: the run goes on.
     pub fn render(&self, r: &Recipient) -> std::result::Result<Letter, Problem> {
-        self.variant(r).render(r)
+        let choice = self.choice(r);
+        let mut letter = self.variants[self.index(&choice)].render(r)?;
+        letter.fallback = match choice {
+            Choice::Unmatched(tag) => Some(tag.to_string()),
+            Choice::Invalid => self
+                .lang_column
+                .and_then(|i| r.fields.get(i))
+                .map(|v| v.trim().to_string()),
+            Choice::Variant(_) | Choice::Default => None,
+        };
+        Ok(letter)
     }
 
     /// The text part of `r`'s letter, wrapped.

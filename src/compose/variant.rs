@@ -105,6 +105,9 @@ pub struct Letter {
     pub files: Vec<crate::compose::attach::File>,
     /// The language of the variant it was merged from, if known.
     pub lang: Option<Tag>,
+    /// The contact's language when no variant had it (a tag without a
+    /// variant, or a value that is not a tag): the letter is the default.
+    pub fallback: Option<String>,
 }
 
 /// The variables of `template` that are not columns, each an error naming
@@ -701,6 +704,7 @@ impl Variant {
             warnings,
             files: Vec::new(),
             lang: self.lang.clone(),
+            fallback: None,
         })
     }
 

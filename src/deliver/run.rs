@@ -4,6 +4,7 @@
 //! the list. The clock is read here, at the edge, never in `campaign` or
 //! `message`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -49,6 +50,14 @@ pub struct Summary {
     pub stopped: Option<Problem>,
     #[serde(skip)]
     pub elapsed: Duration,
+    /// Letters per language (`en`, `he`), when the campaign has variants
+    /// or contacts asked for a language.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub languages: BTreeMap<String, usize>,
+    /// Contacts whose language had no variant, by that language: they got
+    /// the default letter.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fallbacks: BTreeMap<String, usize>,
 }
 
 /// One row's step through the sink, before it is reported.
@@ -245,6 +254,12 @@ fn tally(
                 }
                 summary.rendered += 1;
                 summary.warnings += letter.warnings.len();
+                if let Some(lang) = &letter.lang {
+                    *summary.languages.entry(lang.to_string()).or_default() += 1;
+                }
+                if let Some(asked) = &letter.fallback {
+                    *summary.fallbacks.entry(asked.clone()).or_default() += 1;
+                }
             }
             Outcome::Rejected(_) => summary.rejected += 1,
         }
