@@ -211,6 +211,23 @@ impl Campaign {
         self.variants[0].template()
     }
 
+    /// The default template's path, and the languages of its variants:
+    /// `templates/weremember.mjml (with its he and fr variants)`.
+    pub fn describe(&self) -> String {
+        let path = self.template().path.display();
+        let tags: Vec<String> = self.variants[1..]
+            .iter()
+            .filter_map(|v| v.lang().map(Tag::to_string))
+            .collect();
+        match tags.as_slice() {
+            [] => path.to_string(),
+            [one] => format!("{path} (with its {one} variant)"),
+            [first @ .., last] => {
+                format!("{path} (with its {} and {last} variants)", first.join(", "))
+            }
+        }
+    }
+
     /// A hash of every template's files: changes when a letter changes.
     /// With one template, that template's hash.
     pub fn hash(&self) -> u128 {
