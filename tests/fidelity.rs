@@ -70,7 +70,7 @@ fn example_mjml(dir: &Path) -> Vec<PathBuf> {
             None => body.to_string(),
             Some(l) => {
                 let tag = letterpress::compose::lang::Tag::parse(l).unwrap();
-                letterpress::compose::lang::prepare_mjml(body, &tag)
+                letterpress::compose::rtl::prepare(body, &tag).into_owned()
             }
         };
         let path = dir.join(&file);

@@ -205,12 +205,6 @@ fn well_formed(s: &str) -> bool {
     true
 }
 
-/// `mjml` as letterpress renders it for a letter in language `tag`: its
-/// `lang`, and a right-to-left language's layout (see the `rtl` module).
-pub fn prepare_mjml(mjml: &str, tag: &Tag) -> String {
-    crate::compose::rtl::prepare(mjml, tag).into_owned()
-}
-
 /// The languages of a campaign's variants, and which one a contact's tag
 /// selects.
 #[derive(Debug, Clone, Default)]

@@ -22,7 +22,7 @@ pub mod mime_tree;
 mod pieces;
 mod preheader;
 pub mod recipients;
-pub(crate) mod rtl;
+pub mod rtl;
 pub mod stamp;
 pub mod suppress;
 pub mod template;
