@@ -1,7 +1,6 @@
 //! Outlook's conditional comments: kept away from mrml's parser, put
 //! back after, and merged where MJML merges them.
 
-#[allow(unused_imports)]
 use super::*;
 
 /// The start of the comment that stands for a conditional comment while

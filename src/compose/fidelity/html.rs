@@ -1,6 +1,5 @@
 //! The corrections made to the HTML mrml writes.
 
-#[allow(unused_imports)]
 use super::*;
 
 /// mrml drops an `mj-button`'s `title` and an `mj-table`'s `role`; MJML

@@ -1,7 +1,6 @@
 //! `mj-html-attributes`, which mrml does not parse: taken out of the
 //! MJML, and set on the elements of the HTML its CSS selectors match.
 
-#[allow(unused_imports)]
 use super::*;
 
 /// mrml cannot parse `mj-html-attributes` (the whole template fails);

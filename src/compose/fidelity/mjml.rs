@@ -1,6 +1,5 @@
 //! The corrections made to the MJML before mrml reads it.
 
-#[allow(unused_imports)]
 use super::*;
 
 /// MJML writes a colour attribute given as `#rgb` as `#rrggbb`; mrml

@@ -1,7 +1,6 @@
 //! The start tags of an MJML file, as the corrections before mrml read
 //! and edit them.
 
-#[allow(unused_imports)]
 use super::*;
 
 /// One start tag of the MJML: where it is, its name and its attributes.
