@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::compose::attach::{File, Role};
+use crate::compose::bidi::Direction;
+use crate::compose::lang::Tag;
 use crate::compose::message::{Mailbox, Parts, Stamp};
 use crate::deliver::run::{Outcome, Summary};
 use crate::error::{Error, Result};
@@ -79,6 +81,16 @@ struct Entry<'a> {
     name: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     subject: &'a str,
+    /// The language of the letter's variant (`he`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lang: Option<&'a str>,
+    /// `rtl` for a letter in a right-to-left language: the page shows its
+    /// text part right to left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dir: Option<&'static str>,
+    /// The language the contact asked for when no variant had it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     files: Option<&'a std::collections::BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -167,6 +179,9 @@ impl<W: Write> GalleryData<W> {
                 to: "",
                 name: "",
                 subject: "",
+                lang: None,
+                dir: None,
+                fallback: None,
                 files: None,
                 sizes: None,
                 warnings: Vec::new(),
@@ -185,6 +200,13 @@ impl<W: Write> GalleryData<W> {
                 to: &letter.parts.to.address,
                 name: letter.parts.to.name.as_deref().unwrap_or(""),
                 subject: &letter.parts.subject,
+                lang: letter.lang.as_ref().map(Tag::as_str),
+                dir: letter
+                    .lang
+                    .as_ref()
+                    .filter(|t| t.direction() == Direction::Rtl)
+                    .map(|_| "rtl"),
+                fallback: letter.fallback.as_deref(),
                 files: Some(&delivered.files),
                 sizes: Some(&delivered.sizes),
                 warnings: letter.warnings.iter().map(|w| w.message.clone()).collect(),
