@@ -514,16 +514,50 @@ fn chromium_shows_each_letters_language_and_filters_by_it() {
         ),
         json!(["rtl"])
     );
-    // From file:// the page cannot turn the .txt around: it says so, and
-    // how to see it right to left.
-    assert_eq!(
-        b.eval("document.getElementById('text').dataset.dir"),
-        "unknown"
+    // From file:// the page cannot reach the frame of the .txt: it shows
+    // the copy in manifest.js, right to left, instead.
+    assert_eq!(b.eval("document.getElementById('text').dataset.dir"), "rtl");
+    let copy = b.eval(
+        "(() => { const c = document.getElementById('text-copy'); \
+         return [c.hidden, getComputedStyle(c).direction, c.lang, c.textContent, \
+         document.getElementById('text').parentNode.hidden, \
+         document.getElementById('text-dir').hidden]; })()",
+    );
+    assert_eq!(copy[0], json!(false), "{copy}");
+    assert_eq!(copy[1], "rtl", "{copy}");
+    assert_eq!(copy[2], "he", "{copy}");
+    let txt = std::fs::read_to_string(out.join("0004-yaakov.cohen_example.org.txt")).unwrap();
+    assert_eq!(copy[3], txt.as_str(), "the .txt, as it is");
+    assert!(txt.contains("שלום הרב כהן,"), "{txt}");
+    assert_eq!(copy[4], json!(true), "the frame gives way: {copy}");
+    assert_eq!(copy[5], json!(true), "no note: {copy}");
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    b.eval("document.getElementById('text-copy').scrollIntoView()");
+    let png = b.screenshot(None);
+    std::fs::write(shots.join("gallery-hebrew-text.png"), &png).unwrap();
+    // An English letter's text part is the .txt in its frame again.
+    b.open(&format!("file://{}/index.html?en#row=1", out.display()));
+    b.wait_for(
+        "document.getElementById('text').dataset.loaded === '0001-david.breuer_example.org.txt'",
+        "David's letter",
     );
     assert_eq!(
-        b.eval("document.getElementById('text-dir').hidden"),
-        json!(false)
+        b.eval(
+            "[document.getElementById('text-copy').hidden, \
+             document.getElementById('text').parentNode.hidden]"
+        ),
+        json!([true, false])
     );
+    // Only right-to-left letters carry their text in the data.
+    let data = gallery_data(&out);
+    let with_text: Vec<u64> = data["letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l.get("text").is_some())
+        .map(|l| l["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(with_text, [4, 5, 12]);
 }
 
 #[test]

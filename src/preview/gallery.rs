@@ -91,6 +91,11 @@ struct Entry<'a> {
     /// The language the contact asked for when no variant had it.
     #[serde(skip_serializing_if = "Option::is_none")]
     fallback: Option<&'a str>,
+    /// A right-to-left letter's text part, read back from its `.txt`: a
+    /// page opened from `file://` cannot set the direction of the frame
+    /// that shows the file, so it shows this copy instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     files: Option<&'a std::collections::BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,6 +149,9 @@ pub struct GalleryData<W: Write> {
     out: W,
     path: PathBuf,
     first: bool,
+    /// The folder the letters' `.txt` files were written to, when the
+    /// right-to-left ones are to be copied into the data.
+    texts: Option<PathBuf>,
 }
 
 impl<W: Write> GalleryData<W> {
@@ -159,6 +167,7 @@ impl<W: Write> GalleryData<W> {
             out,
             path,
             first: true,
+            texts: None,
         };
         r.map_err(|e| g.err(e))?;
         Ok(g)
@@ -169,6 +178,29 @@ impl<W: Write> GalleryData<W> {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// Copies each right-to-left letter's text part, read back from its
+    /// `.txt` in `dir`, into the data (see `Entry::text`): a page opened
+    /// from disk shows it right to left. Read back rather than kept from
+    /// the render, so that the run's memory does not grow; about 4 KB of
+    /// data more per such letter of the example.
+    pub fn with_texts(self, dir: PathBuf) -> Self {
+        GalleryData {
+            texts: Some(dir),
+            ..self
+        }
+    }
+
+    /// A right-to-left letter's `.txt`, when the data is to carry it.
+    fn text(
+        &self,
+        rtl: bool,
+        files: &std::collections::BTreeMap<String, String>,
+    ) -> Option<String> {
+        let dir = self.texts.as_ref().filter(|_| rtl)?;
+        // Unreadable: the page says it cannot show the text right to left.
+        std::fs::read_to_string(dir.join(files.get("txt")?)).ok()
     }
 
     pub fn add(&mut self, outcome: &Outcome) -> Result<()> {
@@ -182,6 +214,7 @@ impl<W: Write> GalleryData<W> {
                 lang: None,
                 dir: None,
                 fallback: None,
+                text: None,
                 files: None,
                 sizes: None,
                 warnings: Vec::new(),
@@ -194,26 +227,29 @@ impl<W: Write> GalleryData<W> {
                 delivered,
                 stamp,
                 ..
-            } => Entry {
-                row: letter.row,
-                line: letter.line,
-                to: &letter.parts.to.address,
-                name: letter.parts.to.name.as_deref().unwrap_or(""),
-                subject: &letter.parts.subject,
-                lang: letter.lang.as_ref().map(Tag::as_str),
-                dir: letter
+            } => {
+                let rtl = letter
                     .lang
                     .as_ref()
-                    .filter(|t| t.direction() == Direction::Rtl)
-                    .map(|_| "rtl"),
-                fallback: letter.fallback.as_deref(),
-                files: Some(&delivered.files),
-                sizes: Some(&delivered.sizes),
-                warnings: letter.warnings.iter().map(|w| w.message.clone()).collect(),
-                headers: headers(&letter.parts, stamp),
-                attachments: attachments(&letter.files),
-                rejected: None,
-            },
+                    .is_some_and(|t| t.direction() == Direction::Rtl);
+                Entry {
+                    row: letter.row,
+                    line: letter.line,
+                    to: &letter.parts.to.address,
+                    name: letter.parts.to.name.as_deref().unwrap_or(""),
+                    subject: &letter.parts.subject,
+                    lang: letter.lang.as_ref().map(Tag::as_str),
+                    dir: rtl.then_some("rtl"),
+                    fallback: letter.fallback.as_deref(),
+                    text: self.text(rtl, &delivered.files),
+                    files: Some(&delivered.files),
+                    sizes: Some(&delivered.sizes),
+                    warnings: letter.warnings.iter().map(|w| w.message.clone()).collect(),
+                    headers: headers(&letter.parts, stamp),
+                    attachments: attachments(&letter.files),
+                    rejected: None,
+                }
+            }
         };
         let sep = if self.first { "\n" } else { ",\n" };
         self.first = false;

@@ -200,6 +200,7 @@
     });
     var files = l.files || {};
     $("text-dir").hidden = true;
+    $("text-copy").hidden = true;
     ["html", "text"].forEach(function (kind) {
       var f = files[kind === "text" ? "txt" : "html"];
       var frame = $(kind);
@@ -243,7 +244,8 @@
   // a slow letter can tell).
   // The text part is a plain .txt, which a browser shows left to right:
   // a right-to-left letter's is turned around when the page may reach it
-  // (served over HTTP); from file:// a note says so instead.
+  // (served over HTTP); from file:// the page shows the copy `render` put
+  // in manifest.js instead, or, without one, a note.
   function textDirection(frame) {
     var src = frame.getAttribute("src") || "";
     var l = selected >= 0 ? letters[selected] : null;
@@ -251,14 +253,22 @@
     var doc = null;
     try { doc = frame.contentDocument; } catch (e) { doc = null; }
     var dir = l.dir === "rtl" ? "rtl" : "ltr";
+    var copy = $("text-copy");
     if (doc && doc.documentElement) {
       doc.documentElement.dir = dir;
       if (l.lang) doc.documentElement.lang = l.lang;
       frame.setAttribute("data-dir", dir);
+    } else if (dir === "rtl" && l.text != null) {
+      copy.textContent = l.text;
+      copy.dir = "rtl";
+      copy.lang = l.lang || "";
+      copy.hidden = false;
+      frame.parentNode.hidden = true;
+      frame.setAttribute("data-dir", "rtl");
     } else {
       frame.setAttribute("data-dir", "unknown");
     }
-    $("text-dir").hidden = !(dir === "rtl" && !doc);
+    $("text-dir").hidden = !(dir === "rtl" && frame.getAttribute("data-dir") === "unknown");
   }
   ["html", "text"].forEach(function (id) {
     $(id).addEventListener("load", function () {
