@@ -113,6 +113,12 @@ fn rejected_rows_and_duplicates_are_listed_in_the_gallery_in_row_order() {
         .map(|l| (l["row"].as_u64().unwrap(), l.get("rejected").is_some()))
         .collect();
     assert_eq!(rows, [(1, false), (2, true), (3, false), (4, false)]);
+    // A template of no known language (no variants, no `<mjml lang>`):
+    // no letter names one, and none carries its text.
+    for l in data["letters"].as_array().unwrap() {
+        assert!(l.get("lang").is_none() && l.get("text").is_none(), "{l}");
+    }
+    assert!(manifest["letters"][0].get("lang").is_none());
     // The warning `check` gives a duplicate address is beside the letter.
     assert_eq!(
         data["letters"][3]["warnings"][0],
