@@ -69,6 +69,17 @@ fn each_contact_gets_the_closest_variant_and_the_others_the_default() {
         r.stdout
     );
     let eml = |stem: &str| std::fs::read(out.join(format!("{stem}.eml"))).unwrap();
+    // Rows are merged grouped by variant (run.rs), and reported in file
+    // order.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let rows: Vec<u64> = manifest["letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, [1, 2, 3, 4, 5]);
 
     // pt-BR falls back to pt.
     let (subject, text, html) = parse(&eml("0001-a_example.org"));

@@ -237,7 +237,15 @@ impl Campaign {
 
     /// The template recipient `r` gets.
     pub fn variant(&self, r: &Recipient) -> &Variant {
-        &self.variants[self.index(&self.choice(r))]
+        &self.variants[self.variant_index(r)]
+    }
+
+    /// The index in [`Campaign::variants`] of the template `r` gets.
+    pub fn variant_index(&self, r: &Recipient) -> usize {
+        if self.variants.len() == 1 {
+            return 0;
+        }
+        self.index(&self.choice(r))
     }
 
     fn index(&self, choice: &Choice) -> usize {

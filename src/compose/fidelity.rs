@@ -64,6 +64,7 @@ pub fn prepare(mjml: &str) -> (Cow<'_, str>, Carried) {
         out = Cow::Owned(s);
     }
     for step in [
+        escape_title_text,
         keep_first_of_duplicate_attributes,
         unitless_zero_in_padding,
         empty_alt_on_images,
@@ -840,6 +841,30 @@ fn escape_attribute_values(mjml: &str) -> Cow<'_, str> {
     apply(mjml, edits)
 }
 
+/// Correction K. mrml writes the `mj-title` into the body wrapper's
+/// `aria-label` with `{:?}` too: a left-to-right mark (which a Hebrew
+/// title needs before `#WeRemember`) becomes the text `\u{200e}`, an emoji's
+/// variation selector `\u{fe0f}`, a `"` ends the attribute. (MJML copies
+/// the text, so its own `"` ends the attribute there.) The title's text as
+/// character references reads the same in `<title>` and in the attribute.
+fn escape_title_text(mjml: &str) -> Cow<'_, str> {
+    const OPEN: &str = "<mj-title>";
+    const CLOSE: &str = "</mj-title>";
+    let Some(start) = mjml.find(OPEN).map(|p| p + OPEN.len()) else {
+        return Cow::Borrowed(mjml);
+    };
+    let Some(len) = mjml[start..].find(CLOSE) else {
+        return Cow::Borrowed(mjml);
+    };
+    let text = &mjml[start..start + len];
+    if !text.chars().any(needs_reference) {
+        return Cow::Borrowed(mjml);
+    }
+    let mut fixed = String::with_capacity(text.len() + 16);
+    push_referenced(&mut fixed, text);
+    apply(mjml, vec![(start..start + len, fixed)])
+}
+
 fn starts_with_tag(s: &str, name: &str) -> bool {
     s.len() > name.len() + 1
         && s[1..].starts_with(name)
@@ -1439,6 +1464,34 @@ mod tests {
         // Placeholders, comments and style sheets keep their bytes.
         let kept = "<mj-image alt='{{name \"x\"}}' /><!-- a=\"\n\" --><mj-style>a { b: \"\\\" }</mj-style>";
         assert!(matches!(escape_attribute_values(kept), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn the_title_reads_the_same_in_the_aria_label() {
+        let mjml = "<mjml><mj-head><mj-title>\u{200e}#We ❤\u{fe0f} \"q\" &amp; {{name}}</mj-title></mj-head><mj-body></mj-body></mjml>";
+        let render = |m: &str| {
+            mrml::parse(m)
+                .unwrap()
+                .element
+                .render(&render_options(RemoteFonts::Link))
+                .unwrap()
+        };
+        let mrml = render(mjml);
+        assert!(
+            mrml.contains(r#"aria-label="\u{200e}#We ❤\u{fe0f} \"q\" &amp; {{name}}""#),
+            "{mrml}"
+        );
+        // MJML: aria-label="‎#We ❤️ " — cut at the quote.
+        let (prepared, carried) = prepare(mjml);
+        let ours = correct(render(&prepared), &carried);
+        assert!(
+            ours.contains("aria-label=\"&#x200E;#We ❤&#xFE0F; &quot;q&quot; &amp; {{name}}\""),
+            "{ours}"
+        );
+        assert!(
+            ours.contains("<title>&#x200E;#We ❤&#xFE0F; &quot;q&quot; &amp; {{name}}</title>"),
+            "{ours}"
+        );
     }
 
     #[test]
