@@ -124,11 +124,11 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
                 path: path.clone(),
                 source,
             })?;
-            Some(GalleryData::start(
-                std::io::BufWriter::new(file),
-                path,
-                &head,
-            )?)
+            // Read back from the .txt files just written: see with_texts.
+            Some(
+                GalleryData::start(std::io::BufWriter::new(file), path, &head)?
+                    .with_texts(config.out.clone()),
+            )
         }
         false => None,
     };

@@ -374,6 +374,9 @@ pub struct ManifestEntry<'a> {
     pub to: &'a str,
     pub name: &'a str,
     pub subject: &'a str,
+    /// The language of the letter's variant, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lang: Option<&'a str>,
     pub files: &'a std::collections::BTreeMap<String, String>,
     pub sizes: &'a std::collections::BTreeMap<String, u64>,
     pub warnings: Vec<String>,
@@ -427,6 +430,7 @@ impl<W: Write> Manifest<W> {
                     to: &letter.parts.to.address,
                     name: letter.parts.to.name.as_deref().unwrap_or(""),
                     subject: &letter.parts.subject,
+                    lang: letter.lang.as_ref().map(|t| t.as_str()),
                     files: &delivered.files,
                     sizes: &delivered.sizes,
                     warnings: letter.warnings.iter().map(|w| w.message.clone()).collect(),
