@@ -152,7 +152,16 @@ pub struct GalleryData<W: Write> {
     /// The folder the letters' `.txt` files were written to, when the
     /// right-to-left ones are to be copied into the data.
     texts: Option<PathBuf>,
+    /// How many bytes of text parts the data carries so far.
+    copied: usize,
 }
+
+/// At most this much of right-to-left text parts goes into the data (about
+/// 1,300 Hebrew letters of the example): the page loads the whole data at
+/// once, and a list of mostly Hebrew contacts would otherwise make it
+/// hundreds of megabytes. Letters past it show the page's note (use
+/// `serve`).
+pub const TEXT_COPIES_MAX: usize = 8 << 20;
 
 impl<W: Write> GalleryData<W> {
     pub fn start(mut out: W, path: PathBuf, head: &serde_json::Value) -> Result<Self> {
@@ -168,6 +177,7 @@ impl<W: Write> GalleryData<W> {
             path,
             first: true,
             texts: None,
+            copied: 0,
         };
         r.map_err(|e| g.err(e))?;
         Ok(g)
@@ -194,13 +204,19 @@ impl<W: Write> GalleryData<W> {
 
     /// A right-to-left letter's `.txt`, when the data is to carry it.
     fn text(
-        &self,
+        &mut self,
         rtl: bool,
         files: &std::collections::BTreeMap<String, String>,
     ) -> Option<String> {
         let dir = self.texts.as_ref().filter(|_| rtl)?;
-        // Unreadable: the page says it cannot show the text right to left.
-        std::fs::read_to_string(dir.join(files.get("txt")?)).ok()
+        // Unreadable, or past the budget: the page says it cannot show the
+        // text right to left.
+        let text = std::fs::read_to_string(dir.join(files.get("txt")?)).ok()?;
+        if self.copied + text.len() > TEXT_COPIES_MAX {
+            return None;
+        }
+        self.copied += text.len();
+        Some(text)
     }
 
     pub fn add(&mut self, outcome: &Outcome) -> Result<()> {
@@ -329,5 +345,21 @@ mod tests {
                 "X-Campaign: c1",
             ]
         );
+    }
+
+    #[test]
+    fn right_to_left_text_copies_stop_at_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "שלום עולם").unwrap();
+        let files: std::collections::BTreeMap<String, String> =
+            [("txt".to_string(), "a.txt".to_string())].into();
+        let mut g = GalleryData::start(Vec::new(), "m.js".into(), &serde_json::json!({}))
+            .unwrap()
+            .with_texts(dir.path().to_path_buf());
+        assert_eq!(g.text(false, &files), None, "a left-to-right letter");
+        assert_eq!(g.text(true, &files).as_deref(), Some("שלום עולם"));
+        g.copied = TEXT_COPIES_MAX - 5;
+        assert_eq!(g.text(true, &files), None, "past the budget");
+        assert_eq!(g.copied, TEXT_COPIES_MAX - 5);
     }
 }
