@@ -583,7 +583,11 @@ fn main() {
     let scratch = dir.path().join("scratch");
     std::fs::create_dir(&scratch).unwrap();
     if std::env::var_os("BENCH_VARIANTS_ONLY").is_some() {
-        variants(dir.path(), 30_000.min(rows), 5);
+        let rounds = std::env::var("BENCH_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5);
+        variants(dir.path(), 30_000.min(rows), rounds);
         return;
     }
     if std::env::var_os("BENCH_WRITES_ONLY").is_some() {
