@@ -436,3 +436,45 @@ fn report_lines_name_each_letters_language() {
         out.stdout
     );
 }
+
+#[test]
+fn update_removes_the_copies_of_files_no_letter_carries_any_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv, snap) = snapshot(dir.path());
+    let copies = |snap: &Path| -> Vec<String> {
+        tree(&snap.join("files"))
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    };
+    let before = copies(&snap);
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert!(before
+        .iter()
+        .any(|n| n.ends_with("/lest-we-forget-2021-01-25.ics")));
+    // The letter no longer attaches the first invitation.
+    let template = std::fs::read_to_string(&t)
+        .unwrap()
+        .replace("Attachment: events/lest-we-forget-2021-01-25.ics\n", "");
+    std::fs::write(&t, template).unwrap();
+    check(&t, &csv, &snap, true).expect_code(0);
+    let after = copies(&snap);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(after[0].ends_with("/auschwitz-commemoration-2021-01-27.ics"));
+    // Its folder went with it; a file of someone else's stays.
+    let gone = before
+        .iter()
+        .find(|n| n.contains("lest-we-forget"))
+        .unwrap();
+    let hash = gone.split('/').next().unwrap();
+    assert!(!snap.join("files").join(hash).exists());
+    std::fs::write(snap.join("files/notes.txt"), "mine").unwrap();
+    let template = std::fs::read_to_string(&t).unwrap().replace(
+        "Attachment: events/auschwitz-commemoration-2021-01-27.ics\n",
+        "",
+    );
+    std::fs::write(&t, template).unwrap();
+    check(&t, &csv, &snap, true).expect_code(0);
+    assert_eq!(copies(&snap), ["notes.txt"]);
+    check(&t, &csv, &snap, false).expect_code(0);
+}

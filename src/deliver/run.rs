@@ -379,6 +379,10 @@ pub struct ManifestEntry<'a> {
     pub lang: Option<&'a str>,
     pub files: &'a std::collections::BTreeMap<String, String>,
     pub sizes: &'a std::collections::BTreeMap<String, u64>,
+    /// The copies of its attachments and inline images in the folder
+    /// (`files/<hash>/<name>`): what `render --check --update` may remove.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub copies: &'a [String],
     pub warnings: Vec<String>,
 }
 
@@ -433,6 +437,7 @@ impl<W: Write> Manifest<W> {
                     lang: letter.lang.as_ref().map(|t| t.as_str()),
                     files: &delivered.files,
                     sizes: &delivered.sizes,
+                    copies: &delivered.copies,
                     warnings: letter.warnings.iter().map(|w| w.message.clone()).collect(),
                 };
                 let sep = if self.first { "\n    " } else { ",\n    " };

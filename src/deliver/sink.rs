@@ -107,6 +107,9 @@ pub struct Delivered {
     pub files: BTreeMap<String, String>,
     /// Format -> size in bytes.
     pub sizes: BTreeMap<String, u64>,
+    /// The copies of the files the letter carries, relative to the output
+    /// folder ([`copy_path`]), in the letter's order.
+    pub copies: Vec<String>,
 }
 
 /// Which files [`FileSink`] writes per recipient.
@@ -348,6 +351,7 @@ impl Sink for FileSink {
         // images: copies beside the letters.
         if self.formats.html || self.formats.index {
             for f in &out.letter.files {
+                d.copies.push(copy_path(&f.payload));
                 if let Err(e) = write_copy(&self.dir, &f.payload) {
                     for p in &written {
                         let _ = std::fs::remove_file(p);

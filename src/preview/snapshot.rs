@@ -350,6 +350,10 @@ struct OwnManifest {
 #[derive(serde::Deserialize)]
 struct OwnLetter {
     files: BTreeMap<String, String>,
+    /// The copies of its attachments and images (written since
+    /// letterpress copied them).
+    #[serde(default)]
+    copies: Vec<String>,
     /// The letter's language (written since letterpress knew variants).
     #[serde(default)]
     lang: Option<String>,
@@ -361,6 +365,29 @@ type Written = BTreeMap<String, BTreeSet<String>>;
 /// The language of each letter in a snapshot folder whose manifest says,
 /// by stem.
 type Langs = BTreeMap<String, String>;
+
+/// The copies of attachments and images in a snapshot folder
+/// (`files/<hash>/<name>`), as its manifest lists them.
+type Copies = BTreeSet<String>;
+
+/// Whether `path` is a copy as [`crate::deliver::sink::copy_path`] names
+/// them: `files/`, 16 hex digits, `/`, a name of `[A-Za-z0-9._-]` not
+/// starting with a dot.
+fn is_copy_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("files/") else {
+        return false;
+    };
+    let Some((hash, name)) = rest.split_once('/') else {
+        return false;
+    };
+    hash.len() == 16
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        && !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
 
 /// The files letterpress wrote into `dir`, as its own `manifest.json` lists
 /// them, and the letters' languages; `None` when `dir` does not exist.
@@ -374,7 +401,7 @@ type Langs = BTreeMap<String, String>;
 /// without such a manifest is refused unless it is empty, and so is a
 /// manifest naming any other path (it was not written by a render), so that
 /// no file of someone else's is lost and no path is injected.
-fn written(dir: &Path) -> Result<Option<(Written, Langs)>> {
+fn written(dir: &Path) -> Result<Option<(Written, Langs, Copies)>> {
     let refuse = |reason: String| Error::NotSnapshot {
         path: dir.into(),
         reason,
@@ -404,6 +431,15 @@ fn written(dir: &Path) -> Result<Option<(Written, Langs)>> {
         .map_err(|e| refuse(format!("its {MANIFEST} is not one letterpress wrote: {e}")))?;
     let mut written = Written::new();
     let mut langs = Langs::new();
+    let mut copies = Copies::new();
+    for copy in manifest.letters.iter().flat_map(|l| &l.copies) {
+        if !is_copy_path(copy) {
+            return Err(refuse(format!(
+                "its {MANIFEST} lists {copy:?}, which is not a copy letterpress makes"
+            )));
+        }
+        copies.insert(copy.clone());
+    }
     for (file, lang) in manifest
         .letters
         .into_iter()
@@ -429,7 +465,7 @@ fn written(dir: &Path) -> Result<Option<(Written, Langs)>> {
             }
         }
     }
-    Ok(Some((written, langs)))
+    Ok(Some((written, langs, copies)))
 }
 
 /// The outcome of a comparison.
@@ -477,7 +513,7 @@ pub fn check(
     campaign: &Campaign,
     recipients: Recipients,
 ) -> Result<Report> {
-    let (before, langs) = match written(dir)? {
+    let (before, langs, copies) = match written(dir)? {
         Some(w) => w,
         None if config.update => Default::default(),
         None => return Err(Error::NoSnapshot { path: dir.into() }),
@@ -572,27 +608,32 @@ pub fn check(
     Ok(Report {
         differs,
         removed,
-        written: before.into_values().flatten().collect(),
+        written: before.into_values().flatten().chain(copies).collect(),
         run_code: summary.exit_code(),
     })
 }
 
 /// After `--update` rendered into `dir`: removes the files the old
-/// manifest listed (`before`, see [`Report::written`]) that the new one does
-/// not, and nothing else.
+/// manifest listed (`before`, see [`Report::written`]: letter files and
+/// copies of attachments) that the new one does not, then the copies'
+/// folders left empty, and nothing else.
 pub fn remove(dir: &Path, before: &BTreeSet<String>) -> Result<()> {
-    let now: BTreeSet<String> = written(dir)?
-        .unwrap_or_default()
-        .0
-        .into_values()
-        .flatten()
-        .collect();
+    let (letters, _, copies) = written(dir)?.unwrap_or_default();
+    let now: BTreeSet<String> = letters.into_values().flatten().chain(copies).collect();
     for name in before.difference(&now) {
         let path: PathBuf = dir.join(name);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(Error::Write { path, source }),
+        }
+        // `files/<hash>/` and `files/`, when nothing else is in them
+        // (remove_dir refuses a folder that is not empty).
+        if is_copy_path(name) {
+            if let Some(hash) = path.parent() {
+                let _ = std::fs::remove_dir(hash);
+                let _ = hash.parent().map(std::fs::remove_dir);
+            }
         }
     }
     Ok(())
