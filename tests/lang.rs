@@ -214,3 +214,18 @@ fn check_compares_each_variant_with_the_default() {
         );
     }
 }
+
+#[test]
+fn a_list_with_languages_for_a_template_without_variants_is_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv) = campaign(dir.path(), &[], "email,name,lang\na@example.org,Ana,he\n");
+    let r = run(&["check", t.to_str().unwrap(), csv.to_str().unwrap()], None);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("r.csv:1: note: 1 contact is in language `he`, which has no variant (letter.he.mjml): it gets the default letter"),
+        "{}",
+        r.stdout
+    );
+    // The column is the campaign's, not an unused one.
+    assert!(!r.stdout.contains("column `lang`"), "{}", r.stdout);
+}

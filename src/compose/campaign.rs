@@ -273,12 +273,9 @@ impl Campaign {
     }
 
     /// The columns no template uses (the language column is used by the
-    /// choice of template, when there are variants).
+    /// choice of template, and by the notes on languages without one).
     pub fn unused_columns<'a>(&self, columns: &'a Columns) -> Vec<&'a str> {
-        let lang = self
-            .lang_column
-            .filter(|_| self.variants.len() > 1)
-            .and_then(|i| columns.names().get(i));
+        let lang = self.lang_column.and_then(|i| columns.names().get(i));
         let mut unused = self.variants[0].unused_columns(columns);
         unused.retain(|c| {
             Some(*c) != lang.map(String::as_str)
