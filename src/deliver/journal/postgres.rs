@@ -440,7 +440,8 @@ impl PgJournal {
             }
             std::mem::take(&mut q.ops)
         };
-        match self.commit(&batch) {
+        let writer = self.writer()?;
+        match self.conn.handle.block_on(writer.commit(&batch)) {
             Ok(refused) if begin.is_some_and(|a| refused.contains(&a)) => {
                 if let Some(l) = &self.lease {
                     l.lost.store(true, Ordering::Relaxed);
@@ -456,9 +457,47 @@ impl PgJournal {
         }
     }
 
+    /// What a commit of the sending phase needs.
+    fn writer(&self) -> Result<Writer> {
+        let stmt = self
+            .commit_stmt
+            .clone()
+            .ok_or_else(|| refuse(&self.conn.described, "has no tables (a bug in letterpress)"))?;
+        Ok(Writer {
+            conn: Arc::clone(&self.conn),
+            stmt,
+            worker: self.worker(),
+            lease: self.lease.clone(),
+        })
+    }
+
+    /// Workers whose lease ran out (and those gone) give their recipients
+    /// back: claimed ones to the pool, in-flight ones as ambiguous. Returns
+    /// (ambiguous, back to the pool).
+    fn reap(&self) -> Result<(usize, usize)> {
+        reap(&self.conn)
+    }
+}
+
+fn reap(c: &Conn) -> Result<(usize, usize)> {
+    let row = c.run(c.client.query_one(REAP, &[&now()]))?;
+    Ok((row.get::<_, i64>(0) as usize, row.get::<_, i64>(1) as usize))
+}
+
+/// What a commit of the sending phase needs; owned, so that a commit can
+/// also run as a task of its own.
+#[derive(Clone)]
+struct Writer {
+    conn: Arc<Conn>,
+    stmt: Statement,
+    worker: i32,
+    lease: Option<Arc<Lease>>,
+}
+
+impl Writer {
     /// Writes `batch`, one statement for each run of ops that names no
     /// address twice; returns the begins that were refused.
-    fn commit(&self, batch: &[Op]) -> Result<Vec<String>> {
+    async fn commit(&self, batch: &[Op]) -> Result<Vec<String>> {
         let mut refused = Vec::new();
         let mut start = 0;
         while start < batch.len() {
@@ -470,13 +509,13 @@ impl PgJournal {
                     _ => end += 1,
                 }
             }
-            refused.extend(self.commit_group(&batch[start..end])?);
+            refused.extend(self.commit_group(&batch[start..end]).await?);
             start = end;
         }
         Ok(refused)
     }
 
-    fn commit_group(&self, ops: &[Op]) -> Result<Vec<String>> {
+    async fn commit_group(&self, ops: &[Op]) -> Result<Vec<String>> {
         let (mut ba, mut bm) = (Vec::<&str>::new(), Vec::<&str>::new());
         let (mut fa, mut fs, mut fc, mut fr) = (
             Vec::<&str>::new(),
@@ -515,14 +554,15 @@ impl PgJournal {
             l.sent.fetch_add(done, Ordering::Relaxed);
         }
         let c = &self.conn;
-        let rows = c.run(
-            c.client.query(
-                self.commit_stmt
-                    .as_ref()
-                    .ok_or_else(|| refuse(&c.described, "has no tables (a bug in letterpress)"))?,
-                &[&self.worker(), &ba, &bm, &fa, &fs, &fc, &fr, &now()],
-            ),
-        )?;
+        c.trips.fetch_add(1, Ordering::Relaxed);
+        let rows = c
+            .client
+            .query(
+                &self.stmt,
+                &[&self.worker, &ba, &bm, &fa, &fs, &fc, &fr, &now()],
+            )
+            .await
+            .map_err(|e| c.err(e))?;
         let begun: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
         Ok(ba
             .into_iter()
@@ -530,18 +570,6 @@ impl PgJournal {
             .map(str::to_string)
             .collect())
     }
-
-    /// Workers whose lease ran out (and those gone) give their recipients
-    /// back: claimed ones to the pool, in-flight ones as ambiguous. Returns
-    /// (ambiguous, back to the pool).
-    fn reap(&self) -> Result<(usize, usize)> {
-        reap(&self.conn)
-    }
-}
-
-fn reap(c: &Conn) -> Result<(usize, usize)> {
-    let row = c.run(c.client.query_one(REAP, &[&now()]))?;
-    Ok((row.get::<_, i64>(0) as usize, row.get::<_, i64>(1) as usize))
 }
 
 /// Renews the lease every third of it, and reaps the workers whose lease
