@@ -393,6 +393,17 @@ impl PgJournal {
             )?;
         }
         if writes {
+            // One plan for the statements of the sending phase, made once:
+            // the server would otherwise plan the write of every letter
+            // anew (a custom plan for each array length), which cost more
+            // than running it (about 250 µs against 180 µs a letter). The
+            // generic plans are the same index lookups. PostgreSQL before
+            // 12 lacks the setting and plans as before.
+            let c = &journal.conn;
+            let _ = c.run(
+                c.client
+                    .batch_execute("SET plan_cache_mode = force_generic_plan"),
+            );
             journal.register()?;
         }
         Ok(journal)
