@@ -510,7 +510,10 @@ impl Sending<'_> {
                 queue: VecDeque::new(),
                 claimed: 0,
                 limit: self.options.limit,
-                batch: (self.options.concurrency * 8).clamp(16, 256),
+                // Each claim is a round trip and a scan: a few dozen
+                // letters per connection at a time, so that the claims
+                // cost little per letter and the last ones still spread.
+                batch: (self.options.concurrency * 32).clamp(32, 256),
             });
         }
         let feed = Mutex::new(feed);

@@ -329,6 +329,8 @@ pub struct PgJournal {
     unstarted: Mutex<HashSet<String>>,
     /// The write of the sending phase; prepared once the tables exist.
     commit_stmt: Option<Statement>,
+    /// The claim of a batch, prepared likewise.
+    claim_stmt: Option<Statement>,
     /// The transaction of a plan is open.
     planning: AtomicBool,
     target: Target,
@@ -363,6 +365,19 @@ impl PgJournal {
                 )))
             })
             .transpose()?;
+        let claim_stmt = version
+            .map(|_| {
+                conn.run(conn.client.prepare(&format!(
+                    "WITH c AS (
+                       SELECT address FROM letterpress_recipients
+                       WHERE worker IS NULL AND state IN ('pending', 'deferred')
+                       ORDER BY row LIMIT $2 FOR UPDATE SKIP LOCKED)
+                     UPDATE letterpress_recipients r SET worker = $1 FROM c
+                     WHERE r.address = c.address AND {LEASE_OK}
+                     RETURNING r.row, r.address"
+                )))
+            })
+            .transpose()?;
         let mut journal = PgJournal {
             conn,
             mode,
@@ -372,6 +387,7 @@ impl PgJournal {
             queue: Arc::new(Mutex::new(Queue::default())),
             unstarted: Mutex::new(HashSet::new()),
             commit_stmt,
+            claim_stmt,
             planning: AtomicBool::new(false),
             target: target.clone(),
         };
@@ -1362,18 +1378,11 @@ impl Journal for PgJournal {
             {
                 return Err(self.lost_lease());
             }
-            let rows = c.run(c.client.query(
-                &format!(
-                    "WITH c AS (
-                       SELECT address FROM letterpress_recipients
-                       WHERE worker IS NULL AND state IN ('pending', 'deferred')
-                       ORDER BY row LIMIT $2 FOR UPDATE SKIP LOCKED)
-                     UPDATE letterpress_recipients r SET worker = $1 FROM c
-                     WHERE r.address = c.address AND {LEASE_OK}
-                     RETURNING r.row, r.address"
-                ),
-                &[&me, &(max as i64)],
-            ))?;
+            let stmt = self
+                .claim_stmt
+                .as_ref()
+                .ok_or_else(|| refuse(&c.described, "has no tables (a bug in letterpress)"))?;
+            let rows = c.run(c.client.query(stmt, &[&me, &(max as i64)]))?;
             if !rows.is_empty() {
                 let mut got: Vec<(usize, String)> = rows
                     .iter()
