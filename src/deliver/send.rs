@@ -282,7 +282,24 @@ impl Sending<'_> {
         let journal = self.journal;
         let template_changed = self.check_journal()?;
         let recovered = journal.recover()?;
-        let mut known = journal.known()?;
+        // A shared journal: the plan's lock before the journal is read, so
+        // that a worker starting together with others reads what the first
+        // one wrote, and need not write it again.
+        if self.shared() {
+            journal.plan_start()?;
+        }
+        let read = journal
+            .known()
+            .and_then(|known| Ok((known, self.suppressions()?)));
+        let (mut known, suppress) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                if self.shared() {
+                    journal.plan_end(false)?;
+                }
+                return Err(e);
+            }
+        };
         // A shared journal's in-flight recipients belong to running workers
         // (recover made those of stopped ones ambiguous).
         if recovered == 0 && !self.shared() {
@@ -304,10 +321,12 @@ impl Sending<'_> {
             claimable: HashSet::new(),
             requeue: Vec::new(),
             list_hash: xxhash_rust::xxh3::Xxh3::new(),
-            suppress: self.suppressions()?,
+            suppress,
             suppressed: Vec::new(),
         };
-        journal.plan_start()?;
+        if !self.shared() {
+            journal.plan_start()?;
+        }
         let result = (|| -> Result<()> {
             let mut chunk = Vec::with_capacity(CHUNK);
             loop {
@@ -599,7 +618,7 @@ struct Planner<'s, 'a> {
 
 impl Planner<'_, '_> {
     /// Decides what to do with one row; returns its journal entry unless it
-    /// is a duplicate.
+    /// is a duplicate (or, with a shared journal, there already, unchanged).
     fn consider(&mut self, p: Planned, summary: &mut Summary) -> Option<(String, Planned)> {
         let s = self.sending;
         let opts = s.options;
@@ -699,6 +718,17 @@ impl Planner<'_, '_> {
                     self.requeue.push(k.clone());
                 }
             }
+        }
+        // Workers of a shared campaign start with the same list: the
+        // second and later ones have nothing to write for a row the
+        // journal holds unchanged, and hold the plan's lock (which keeps
+        // the others from starting) for less time.
+        let unchanged = self
+            .known
+            .get(&k)
+            .is_some_and(|was| was.fingerprint == p.fingerprint && was.row == p.row);
+        if unchanged && s.shared() {
+            return None;
         }
         Some((k, p))
     }
