@@ -1151,11 +1151,15 @@ impl Senders<'_, '_> {
                     (State::Failed, code, reply)
                 }
             };
-            // An acceptance rides with the next letter's in-flight commit
-            // (one commit per letter), unless --rate spaces the letters out:
-            // then it would wait long, and is committed now.
+            // An outcome rides with the next letter's in-flight commit (one
+            // commit per letter), unless --rate spaces the letters out: then
+            // it would wait long, and is committed now. A failure waits for
+            // its own commit where that costs little (SQLite).
             let written = match state {
                 State::Accepted if opts.interval.is_none() => journal.accepted_later(&key, &reply),
+                State::Failed | State::Ambiguous if opts.interval.is_none() => {
+                    journal.finished_later(&key, state, code, &reply)
+                }
                 _ => journal.finish(&key, state, code, &reply),
             };
             let ok = self.journalled(written);

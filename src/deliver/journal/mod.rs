@@ -176,6 +176,21 @@ pub trait Journal: Send + Sync {
     /// the server's reply and any commit would.
     fn accepted_later(&self, address: &str, reply: &str) -> Result<()>;
 
+    /// Records a final outcome that is not an acceptance (failed,
+    /// ambiguous) as [`Journal::accepted_later`] records an acceptance,
+    /// with the same trade, where a commit of its own would make the
+    /// sender wait a round trip ([`Journal::ahead`]). By default it is
+    /// committed as [`Journal::finish`] commits it.
+    fn finished_later(
+        &self,
+        address: &str,
+        state: State,
+        code: Option<u16>,
+        reply: &str,
+    ) -> Result<()> {
+        self.finish(address, state, code, reply)
+    }
+
     /// Commits every write still queued.
     fn flush(&self) -> Result<()>;
 

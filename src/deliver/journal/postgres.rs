@@ -1127,6 +1127,24 @@ impl Journal for PgJournal {
         )
     }
 
+    fn finished_later(
+        &self,
+        address: &str,
+        state: State,
+        code: Option<u16>,
+        reply: &str,
+    ) -> Result<()> {
+        self.submit(
+            Op::Finish {
+                address: address.into(),
+                state,
+                code,
+                reply: reply.into(),
+            },
+            false,
+        )
+    }
+
     fn ahead(&self) -> bool {
         self.lease.is_some()
     }
