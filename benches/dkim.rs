@@ -54,6 +54,7 @@ fn letter() -> Vec<u8> {
         limits: Default::default(),
         attach: Default::default(),
         fonts: Default::default(),
+        lang: Default::default(),
     };
     let (campaign, mut recipients) = source.open().unwrap();
     let row = recipients.next_row().unwrap().unwrap().unwrap();

@@ -159,11 +159,7 @@ fn stages(csv: &Path, n: usize, scratch: &Path) {
         let letter = campaign.render(r).unwrap();
         merge += t.elapsed();
         let t = Instant::now();
-        std::hint::black_box(
-            campaign
-                .merge_text(&handlebars::Context::from(r.to_json()))
-                .unwrap(),
-        );
+        std::hint::black_box(campaign.merge_text(r).unwrap());
         text += t.elapsed();
         let t = Instant::now();
         let eml = message::build(
@@ -430,6 +426,143 @@ fn write_floor(out: &Path, n: usize, size: usize, threads: usize) -> f64 {
     rate
 }
 
+/// The example campaign's templates (the English default, its Hebrew and
+/// French variants, the calendar files) copied into `dir`; with `only`,
+/// just that one renamed as the default, so that it compiles alone.
+fn copy_campaign(dir: &Path, only: Option<&str>) -> std::path::PathBuf {
+    let src = Path::new(TEMPLATE).parent().unwrap();
+    std::fs::create_dir_all(dir.join("events")).unwrap();
+    for e in std::fs::read_dir(src.join("events")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join("events").join(e.file_name())).unwrap();
+    }
+    let names = match only {
+        Some(name) => vec![(name, "weremember.mjml")],
+        None => [
+            "weremember.mjml",
+            "weremember.he.mjml",
+            "weremember.fr.mjml",
+        ]
+        .iter()
+        .map(|n| (*n, *n))
+        .collect(),
+    };
+    for (from, to) in names {
+        std::fs::copy(src.join(from), dir.join(to)).unwrap();
+    }
+    dir.join("weremember.mjml")
+}
+
+/// Issue 11's figure: a campaign of three variants (English, Hebrew,
+/// French) against the same letters made by three one-variant campaigns,
+/// each rendering only its own contacts. As `render` runs (chunks, the
+/// run's order), on one core, messages discarded (files are the disk's
+/// business); `rounds` alternating rounds, medians. The contacts' languages
+/// follow the example list: 3 of 12 Hebrew, 2 French, the others English or
+/// a language without a variant.
+fn variants(dir: &Path, n: usize, rounds: usize) {
+    use letterpress::compose::campaign::{Source, LANG_COLUMN};
+    let langs = [
+        "en-US", "pl", "pl", "he", "he-IL", "de", "de", "fr", "fr-FR", "en", "", "he",
+    ];
+    let plain = dir.join("plain.csv");
+    generate(&plain, n);
+    let text = std::fs::read_to_string(&plain).unwrap();
+    let mut lines = text.lines();
+    let header = format!("{},{LANG_COLUMN}\n", lines.next().unwrap());
+    let rows: Vec<String> = lines
+        .enumerate()
+        .map(|(i, l)| format!("{l},{}\n", langs[i % langs.len()]))
+        .collect();
+    let list = dir.join("langs.csv");
+    std::fs::write(&list, header.clone() + &rows.concat()).unwrap();
+    let source = |template: std::path::PathBuf, csv: &Path| Source {
+        template,
+        recipients: csv.to_str().unwrap().to_string(),
+        delimiter: None,
+        limits: Default::default(),
+        attach: Default::default(),
+        fonts: Default::default(),
+        lang: Default::default(),
+    };
+    let three = source(copy_campaign(&dir.join("three"), None), &list);
+    // Each one-variant campaign gets the rows the three-variant one gives
+    // its language.
+    let (campaign, mut all) = three.open().unwrap();
+    let mut subsets: Vec<(&str, String)> = vec![
+        ("en", header.clone()),
+        ("he", header.clone()),
+        ("fr", header.clone()),
+    ];
+    let mut k = 0;
+    while let Some(row) = all.next_row().unwrap() {
+        let lang = campaign
+            .variant(&row.unwrap())
+            .lang()
+            .map_or("en".into(), |t| t.to_string());
+        let (_, csv) = subsets.iter_mut().find(|(t, _)| *t == lang).unwrap();
+        csv.push_str(&rows[k]);
+        k += 1;
+    }
+    let singles: Vec<(&str, usize, Source)> = subsets
+        .iter()
+        .map(|(tag, csv)| {
+            let path = dir.join(format!("{tag}.csv"));
+            std::fs::write(&path, csv).unwrap();
+            let file = match *tag {
+                "en" => "weremember.mjml".to_string(),
+                t => format!("weremember.{t}.mjml"),
+            };
+            let t = copy_campaign(&dir.join(tag), Some(&file));
+            (*tag, csv.lines().count() - 1, source(t, &path))
+        })
+        .collect();
+    let time = |s: &Source| {
+        let (c, r) = s.open().unwrap();
+        run::on_threads(1, || {
+            let t = Instant::now();
+            let summary =
+                run::run(&c, r, &NullSink, Clock::Fixed(0), |_| Ok(()), |_, _| {}).unwrap();
+            (summary.rendered, t.elapsed())
+        })
+    };
+    println!("variants (issue 11): {n} contacts, one core, as render runs, messages discarded, {rounds} alternating rounds");
+    for (tag, count, _) in &singles {
+        println!("  {count} contacts get the {tag} letter");
+    }
+    let (mut ratios, mut one_rates, mut three_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let run_three = || time(&three).1;
+        let run_singles = || -> Duration { singles.iter().map(|(_, _, s)| time(s).1).sum() };
+        let (t3, t1) = if round % 2 == 0 {
+            let a = run_three();
+            (a, run_singles())
+        } else {
+            let b = run_singles();
+            (run_three(), b)
+        };
+        let (r3, r1) = (per_sec(n, t3), per_sec(n, t1));
+        println!("  round {}: three variants {r3:8.0} letters/s, the same letters by one-variant campaigns {r1:8.0} letters/s: {:.3}x", round + 1, r3 / r1);
+        ratios.push(r3 / r1);
+        one_rates.push(r1);
+        three_rates.push(r3);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "  median: three variants {:.0}/s, one variant each {:.0}/s, ratio {:.3}x (goal: >= 0.9x)",
+        median(&mut three_rates),
+        median(&mut one_rates),
+        median(&mut ratios)
+    );
+    // For reference: the English letter for every contact.
+    let en = source(singles[0].2.template.clone(), &list);
+    let (done, t) = time(&en);
+    println!("  (the English letter for all {done} contacts: {:.0} letters/s; the Hebrew letter is longer)", per_sec(done, t));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--memory-child") {
@@ -449,6 +582,14 @@ fn main() {
 
     let scratch = dir.path().join("scratch");
     std::fs::create_dir(&scratch).unwrap();
+    if std::env::var_os("BENCH_VARIANTS_ONLY").is_some() {
+        let rounds = std::env::var("BENCH_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5);
+        variants(dir.path(), 30_000.min(rows), rounds);
+        return;
+    }
     if std::env::var_os("BENCH_WRITES_ONLY").is_some() {
         let small = dir.path().join("recipients-write.csv");
         generate(&small, 20_000.min(rows));

@@ -13,14 +13,22 @@ fn the_example_campaign_is_clean() {
         None,
     );
     r.expect_code(0);
-    // The one note: the size of the biggest letter, which carries the two
-    // calendar files.
+    // The notes: the size of the biggest letter (a Hebrew one, with the two
+    // calendar files), the contacts per letter, and the two languages that
+    // have no variant.
     assert!(
         r.stdout
-            .contains("checked 12 rows: 0 errors, 0 warnings, 1 notes"),
+            .contains("checked 12 rows: 0 errors, 0 warnings, 4 notes"),
         "{}",
         r.stdout
     );
+    for note in [
+        "recipients.example.csv:1: note: 2 contacts are in language `de`, which has no variant (weremember.de.mjml): they get the default letter",
+        "recipients.example.csv:1: note: 2 contacts are in language `pl`, which has no variant (weremember.pl.mjml): they get the default letter",
+        "recipients.example.csv:1: note: contacts per letter: en, the default: 3, fr: 2, he: 3, de → default: 2, pl → default: 2",
+    ] {
+        assert!(r.stdout.contains(note), "missing `{note}` in\n{}", r.stdout);
+    }
     assert!(
         r.stdout
             .contains("recipients.example.csv: note: row 4: the biggest letter takes ")
@@ -52,7 +60,9 @@ fn finds_every_problem_planted_in_a_bad_csv() {
         "bad.csv:9: error: row 7, column `first_name`: is not valid UTF-8",
         "bad.csv:10: warning: row 8: the HTML is",
         "bad.csv: note: row 8: the biggest letter takes",
-        "checked 9 rows: 5 errors, 2 warnings, 2 notes",
+        "bad.csv:1: warning: the template has variants in fr, he, but the list has no `lang` column, so every contact gets the default letter",
+        "bad.csv:1: note: contacts per letter: en, the default: 7",
+        "checked 9 rows: 5 errors, 3 warnings, 3 notes",
     ];
     for e in expected {
         assert!(r.stdout.contains(e), "missing `{e}` in\n{}", r.stdout);
@@ -208,17 +218,20 @@ fn the_example_letter_scores_zero_in_spamassassin() {
         "SpamAssassin is missing: run .ci/setup (as root) to install it"
     );
     r.expect_code(0);
-    assert!(
-        r.stdout
-            .contains("spamassassin: row 1's letter scores 0.0 points (5.0 or more is spam)"),
-        "{}",
-        r.stdout
-    );
+    // One letter of each template: English (row 1), French (row 8) and
+    // Hebrew (row 4).
+    for line in [
+        "spamassassin: row 1's letter (en) scores 0.0 points (5.0 or more is spam)",
+        "spamassassin: row 4's letter (he) scores 0.0 points (5.0 or more is spam)",
+        "spamassassin: row 8's letter (fr) scores 0.0 points (5.0 or more is spam)",
+    ] {
+        assert!(r.stdout.contains(line), "missing `{line}` in\n{}", r.stdout);
+    }
     assert!(!r.stdout.contains("SpamAssassin "), "{}", r.stdout);
-    // The one note is the size of the biggest letter.
+    // The notes are check's own: the biggest letter, and the languages.
     assert!(
         r.stdout
-            .contains("checked 12 rows: 0 errors, 0 warnings, 1 notes"),
+            .contains("checked 12 rows: 0 errors, 0 warnings, 4 notes"),
         "{}",
         r.stdout
     );

@@ -49,17 +49,35 @@ fn corpus() -> Vec<PathBuf> {
     files
 }
 
-/// The example template's MJML body, in a file of its own in `dir` for
-/// mjml4.js.
-fn example_mjml(dir: &Path) -> PathBuf {
-    let template = std::fs::read_to_string(crate::common::example_template()).unwrap();
-    let body = template
-        .split_once("\n\n")
-        .expect("a header block, a blank line, the MJML")
-        .1;
-    let path = dir.join("weremember.mjml");
-    std::fs::write(&path, body).unwrap();
-    path
+/// The example letter's MJML bodies, each in a file of its own in `dir`
+/// for mjml4.js: the English default, and the Hebrew and French variants
+/// as letterpress prepares them (their `lang`; the Hebrew one right to
+/// left and mirrored): both renderers get the same MJML, so the
+/// right-to-left layout is checked against MJML's too.
+fn example_mjml(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for lang in [None, Some("he"), Some("fr")] {
+        let file = match lang {
+            None => "weremember.mjml".to_string(),
+            Some(l) => format!("weremember.{l}.mjml"),
+        };
+        let template = std::fs::read_to_string(root().join("templates").join(&file)).unwrap();
+        let body = template
+            .split_once("\n\n")
+            .expect("a header block, a blank line, the MJML")
+            .1;
+        let body = match lang {
+            None => body.to_string(),
+            Some(l) => {
+                let tag = letterpress::compose::lang::Tag::parse(l).unwrap();
+                letterpress::compose::rtl::prepare(body, &tag).into_owned()
+            }
+        };
+        let path = dir.join(&file);
+        std::fs::write(&path, body).unwrap();
+        out.push(path);
+    }
+    out
 }
 
 fn name(p: &Path) -> String {
@@ -403,7 +421,7 @@ fn letterpress_renders_every_fidelity_template_as_the_official_mjml() {
     let started = std::time::Instant::now();
     let scratch = tempfile::tempdir().unwrap();
     let mut files = corpus();
-    files.push(example_mjml(scratch.path()));
+    files.extend(example_mjml(scratch.path()));
     assert!(
         files.len() >= 30,
         "the corpus has {} templates",

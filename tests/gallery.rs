@@ -113,6 +113,12 @@ fn rejected_rows_and_duplicates_are_listed_in_the_gallery_in_row_order() {
         .map(|l| (l["row"].as_u64().unwrap(), l.get("rejected").is_some()))
         .collect();
     assert_eq!(rows, [(1, false), (2, true), (3, false), (4, false)]);
+    // A template of no known language (no variants, no `<mjml lang>`):
+    // no letter names one, and none carries its text.
+    for l in data["letters"].as_array().unwrap() {
+        assert!(l.get("lang").is_none() && l.get("text").is_none(), "{l}");
+    }
+    assert!(manifest["letters"][0].get("lang").is_none());
     // The warning `check` gives a duplicate address is beside the letter.
     assert_eq!(
         data["letters"][3]["warnings"][0],
@@ -186,18 +192,19 @@ fn chromium_lists_filters_selects_and_shows_the_letter_at_375_and_600_px() {
         headers.contains("יעקב כהן <yaakov.cohen@example.org>"),
         "{headers}"
     );
+    // Yaakov's `lang` is `he`: he gets the Hebrew variant.
     assert!(
-        headers.contains("Join our #WeRemember Campaign"),
+        headers.contains("הצטרפו לקמפיין \u{200e}#WeRemember שלנו"),
         "{headers}"
     );
     assert!(b.eval("location.hash").as_str().unwrap().contains("row=4"));
     let text = b.frame_text("0004-yaakov.cohen_example.org.txt");
-    // The Hebrew title and name, isolated in the English text as one unit
-    // (bidi.rs), as one <bdi> holds them in the HTML: apart, they would be
-    // laid out left to right, title and name in the wrong order.
-    assert!(text.contains("Dear \u{2068}הרב כהן\u{2069},"), "{text}");
+    // In the Hebrew letter the Hebrew title and name need no isolate
+    // (bidi.rs); the HTML still holds them in one <bdi>.
+    assert!(text.contains("שלום הרב כהן,"), "{text}");
+    assert!(!text.contains('\u{2068}'), "{text}");
     let html = b.frame_text("0004-yaakov.cohen_example.org.html");
-    assert!(html.contains("Dear הרב כהן,"), "{html}");
+    assert!(html.contains("שלום הרב כהן,"), "{html}");
 
     // The letter at phone and desktop width, each screenshot non-blank.
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -397,4 +404,216 @@ fn chromium_shows_inline_images_and_lists_attachments() {
     for href in links.as_array().unwrap() {
         assert!(out.join(href.as_str().unwrap()).is_file(), "{href}");
     }
+}
+
+/// The rows the list shows now, by number.
+fn listed_rows(b: &mut Browser) -> serde_json::Value {
+    b.eval("[...document.querySelectorAll('#rows .row .n')].map(e => +e.textContent)")
+}
+
+/// Chooses `value` in the language menu, as a person would with the mouse.
+fn choose_lang(b: &mut Browser, value: &str) {
+    b.eval(&format!(
+        "(() => {{ const s = document.getElementById('lang'); s.value = {}; \
+         s.dispatchEvent(new Event('change')); }})()",
+        json!(value)
+    ));
+}
+
+#[test]
+fn chromium_shows_each_letters_language_and_filters_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = render_gallery(dir.path(), &example_template(), &example_csv(), &[]);
+    // manifest.json names each letter's language too.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let langs: Vec<&str> = manifest["letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["lang"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        langs,
+        ["en", "en", "en", "he", "he", "en", "en", "fr", "fr", "en", "en", "he"]
+    );
+
+    let mut b = Browser::start(1400, 1000);
+    b.open(&format!("file://{}/index.html", out.display()));
+    b.wait_for(
+        "document.querySelectorAll('#rows .row').length === 12",
+        "rows",
+    );
+    // A badge per letter; the default letter is English (`<mjml lang="en">`).
+    assert_eq!(
+        b.eval("[...document.querySelectorAll('#rows .row .lang')].map(e => e.textContent)"),
+        json!(langs)
+    );
+    // The menu lists the languages present, with their counts.
+    assert_eq!(
+        b.eval("[...document.querySelectorAll('#lang option')].map(o => o.textContent)"),
+        json!(["all languages", "en (7)", "fr (2)", "he (3)"])
+    );
+    assert_eq!(
+        b.eval("document.getElementById('lang').hidden"),
+        json!(false)
+    );
+
+    choose_lang(&mut b, "he");
+    b.wait_for(
+        "document.getElementById('count').textContent === '3 of 12 letters'",
+        "the Hebrew letters",
+    );
+    assert_eq!(listed_rows(&mut b), json!([4, 5, 12]));
+    assert!(b
+        .eval("location.hash")
+        .as_str()
+        .unwrap()
+        .contains("lang=he"));
+    choose_lang(&mut b, "fr");
+    b.wait_for(
+        "document.getElementById('count').textContent === '2 of 12 letters'",
+        "the French letters",
+    );
+    assert_eq!(listed_rows(&mut b), json!([8, 9]));
+    // Combined with the text filter: French and Lefèvre.
+    b.eval("document.getElementById('filter').focus()");
+    b.call("Input.insertText", json!({"text": "lefevre"}));
+    b.wait_for(
+        "document.getElementById('count').textContent === '1 of 12 letters'",
+        "French and the name",
+    );
+    assert_eq!(listed_rows(&mut b), json!([8]));
+
+    // The state survives a reload, as the other filters' does.
+    let hash = b.eval("location.hash");
+    let hash = hash.as_str().unwrap();
+    assert!(
+        hash.contains("lang=fr") && hash.contains("q=lefevre"),
+        "{hash}"
+    );
+    b.open(&format!("file://{}/index.html?again{hash}", out.display()));
+    b.wait_for(
+        "document.getElementById('count').textContent === '1 of 12 letters'",
+        "the filters after the reload",
+    );
+    assert_eq!(b.eval("document.getElementById('lang').value"), "fr");
+
+    // `lang:he` in the text filter does what the menu does.
+    b.open(&format!("file://{}/index.html#q=lang%3Ahe", out.display()));
+    b.wait_for(
+        "document.getElementById('count').textContent === '3 of 12 letters'",
+        "lang:he",
+    );
+    assert_eq!(listed_rows(&mut b), json!([4, 5, 12]));
+
+    // A Hebrew letter's headers read in their own direction.
+    click(&mut b, "#rows .row");
+    b.wait_for(
+        "document.getElementById('text').dataset.loaded === '0004-yaakov.cohen_example.org.txt'",
+        "Yaakov's letter",
+    );
+    assert_eq!(
+        b.eval(
+            "[...document.querySelectorAll('#headers td')].filter(td => \
+             td.textContent.startsWith('הצטרפו')).map(td => getComputedStyle(td).direction)"
+        ),
+        json!(["rtl"])
+    );
+    // From file:// the page cannot reach the frame of the .txt: it shows
+    // the copy in manifest.js, right to left, instead.
+    assert_eq!(b.eval("document.getElementById('text').dataset.dir"), "rtl");
+    let copy = b.eval(
+        "(() => { const c = document.getElementById('text-copy'); \
+         return [c.hidden, getComputedStyle(c).direction, c.lang, c.textContent, \
+         document.getElementById('text').parentNode.hidden, \
+         document.getElementById('text-dir').hidden]; })()",
+    );
+    assert_eq!(copy[0], json!(false), "{copy}");
+    assert_eq!(copy[1], "rtl", "{copy}");
+    assert_eq!(copy[2], "he", "{copy}");
+    let txt = std::fs::read_to_string(out.join("0004-yaakov.cohen_example.org.txt")).unwrap();
+    assert_eq!(copy[3], txt.as_str(), "the .txt, as it is");
+    assert!(txt.contains("שלום הרב כהן,"), "{txt}");
+    assert_eq!(copy[4], json!(true), "the frame gives way: {copy}");
+    assert_eq!(copy[5], json!(true), "no note: {copy}");
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    b.eval("document.getElementById('text-copy').scrollIntoView()");
+    let png = b.screenshot(None);
+    std::fs::write(shots.join("gallery-hebrew-text.png"), &png).unwrap();
+    // An English letter's text part is the .txt in its frame again.
+    b.open(&format!("file://{}/index.html?en#row=1", out.display()));
+    b.wait_for(
+        "document.getElementById('text').dataset.loaded === '0001-david.breuer_example.org.txt'",
+        "David's letter",
+    );
+    assert_eq!(
+        b.eval(
+            "[document.getElementById('text-copy').hidden, \
+             document.getElementById('text').parentNode.hidden]"
+        ),
+        json!([true, false])
+    );
+    // Only right-to-left letters carry their text in the data.
+    let data = gallery_data(&out);
+    let with_text: Vec<u64> = data["letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l.get("text").is_some())
+        .map(|l| l["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(with_text, [4, 5, 12]);
+}
+
+#[test]
+fn chromium_shows_the_hebrew_letter_right_aligned_at_375_px() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = render_gallery(dir.path(), &example_template(), &example_csv(), &[]);
+    let mut b = Browser::start(375, 900);
+    b.open(&format!(
+        "file://{}/0004-yaakov.cohen_example.org.html",
+        out.display()
+    ));
+    let facts = b.eval(
+        "(() => { \
+           const p = [...document.querySelectorAll('p')].find(p => p.textContent.startsWith('שלום')); \
+           const body = [...document.querySelectorAll('p')].find(p => p.textContent.length > 200); \
+           const r = document.createRange(); r.selectNodeContents(p); \
+           const text = r.getBoundingClientRect(), box = p.getBoundingClientRect(); \
+           const pad = parseFloat(getComputedStyle(p).paddingRight); \
+           return { html: getComputedStyle(document.documentElement).direction, \
+                    p: getComputedStyle(p).direction, body: getComputedStyle(body).direction, \
+                    align: getComputedStyle(body).textAlign, \
+                    right: box.right - pad - text.right, left: text.left - box.left, \
+                    width: document.documentElement.clientWidth, \
+                    salutation: p.textContent.trim() }; })()",
+    );
+    assert_eq!(facts["salutation"], "שלום הרב כהן,", "{facts}");
+    assert_eq!(facts["html"], "rtl", "{facts}");
+    assert_eq!(facts["p"], "rtl", "{facts}");
+    assert_eq!(facts["body"], "rtl", "{facts}");
+    let align = facts["align"].as_str().unwrap();
+    assert!(
+        align == "right" || align == "start" || align == "-webkit-right",
+        "{facts}"
+    );
+    assert_eq!(facts["width"], 375, "{facts}");
+    // The salutation hugs the right edge of its paragraph, far from the left.
+    let (right, left) = (
+        facts["right"].as_f64().unwrap(),
+        facts["left"].as_f64().unwrap(),
+    );
+    assert!(right.abs() < 2.0, "not at the right edge: {facts}");
+    assert!(left > 100.0, "not right-aligned: {facts}");
+
+    let png = b.screenshot(None);
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(shots.join("hebrew-letter-375.png"), &png).unwrap();
+    let (w, _, colours) = png_colours(&png);
+    assert_eq!(w, 375);
+    assert!(
+        colours > 50,
+        "the Hebrew letter looks blank: {colours} colours"
+    );
 }

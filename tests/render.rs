@@ -186,6 +186,20 @@ fn parse_with_mail_parser(eml: &[u8]) -> Parsed {
     }
 }
 
+/// The language of the example letter a contact with `lang` gets, its
+/// Subject, and words of its text.
+fn example_language(lang: &str) -> (&'static str, &'static str, &'static str) {
+    match lang {
+        "he" | "he-IL" => ("he", "הצטרפו לקמפיין \u{200e}#WeRemember שלנו", "שלום"),
+        "fr" | "fr-FR" => (
+            "fr",
+            "Rejoignez notre campagne #WeRemember",
+            "Le Congrès juif mondial",
+        ),
+        _ => ("en", "Join our #WeRemember Campaign", "Dear "),
+    }
+}
+
 #[test]
 fn every_message_parses_back_to_the_csv_values() {
     let dir = tempfile::tempdir().unwrap();
@@ -201,7 +215,17 @@ fn every_message_parses_back_to_the_csv_values() {
         let p = parse_with_mail_parser(&eml);
         assert_eq!(p.to_addr, &row[0]);
         assert_eq!(p.to_name, format!("{} {}", &row[2], &row[3]));
-        assert_eq!(p.subject, "Join our #WeRemember Campaign");
+        // Each contact's letter is in its language where a variant exists
+        // (`he-IL` falls back to `he`, `fr-FR` to `fr`), else English.
+        let (lang, subject, greeting) = example_language(&row[6]);
+        assert_eq!(p.subject, subject, "{stem}");
+        assert!(p.text.contains(greeting), "{stem}: {}", p.text);
+        // On the document and on the body's wrapper, as MJML writes them.
+        let dir = if lang == "he" { "rtl" } else { "auto" };
+        let root = format!("<html lang=\"{lang}\" dir=\"{dir}\" xmlns");
+        assert!(p.html.contains(&root), "{stem}: {root}");
+        let wrapper = format!("role=\"article\" lang=\"{lang}\" dir=\"{dir}\"");
+        assert!(p.html.contains(&wrapper), "{stem}: {wrapper}");
         // The two invitations of the example letter.
         assert_eq!(
             p.attachments,
@@ -264,8 +288,11 @@ print(json.dumps(res))
     assert_eq!(hebrew["to_name"], "יעקב כהן");
     assert_eq!(hebrew["to_addr"], "yaakov.cohen@example.org");
     assert_eq!(hebrew["unsubscribe_post"], "List-Unsubscribe=One-Click");
+    let mut csv = csv::Reader::from_path(example_csv()).unwrap();
+    let langs: Vec<String> = csv.records().map(|r| r.unwrap()[6].to_string()).collect();
     for (stem, m) in res.as_object().unwrap() {
-        assert_eq!(m["subject"], "Join our #WeRemember Campaign");
+        let row: usize = stem[..4].parse().unwrap();
+        assert_eq!(m["subject"], example_language(&langs[row - 1]).1);
         assert_eq!(
             m["html"].as_str().unwrap(),
             std::fs::read_to_string(out.join(format!("{stem}.html"))).unwrap()
@@ -770,7 +797,7 @@ fn help_documents_the_exit_codes() {
 /// Snapshots of three letters: plain ASCII, non-ASCII (Hebrew), and the
 /// empty salutation. Review changes with `cargo insta review`.
 #[test]
-fn snapshots_of_three_letters() {
+fn snapshots_of_one_letter_per_language() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o");
     render_example(&out, &["--deterministic"]).expect_code(0);
@@ -778,6 +805,7 @@ fn snapshots_of_three_letters() {
         "0001-david.breuer_example.org",
         "0004-yaakov.cohen_example.org",
         "0005-noa.levi_example.org",
+        "0008-helene.lefevre_example.org",
     ] {
         for ext in ["eml", "txt", "html"] {
             let body = std::fs::read_to_string(out.join(format!("{stem}.{ext}"))).unwrap();

@@ -614,6 +614,21 @@ fn a_changed_template_or_row_stops_unless_forced() {
         (Some(2), Some(1))
     );
     assert_eq!(sink.messages().len(), 3);
+    // A language variant added later changes the campaign too, and says so.
+    std::fs::write(
+        c.path("news.fr.mjml"),
+        SMALL_TEMPLATE.replace("Dear", "Cher"),
+    )
+    .unwrap();
+    let r = c.send(&sink.url(), &[]);
+    r.expect_code(1);
+    assert!(
+        r.stderr
+            .contains("news.mjml (with its fr variant) changed since this journal was written"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sink.messages().len(), 3);
 }
 
 #[test]

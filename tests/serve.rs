@@ -400,3 +400,101 @@ fn serve_shows_inline_images_and_links_attachments() {
         (200, "the new flyer".into())
     );
 }
+
+/// The example campaign, its language variants included, copied into `dir`
+/// so a test can edit it.
+fn example_campaign(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    for e in std::fs::read_dir(root().join("templates")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::create_dir_all(dir.join("events")).unwrap();
+    for e in std::fs::read_dir(root().join("templates/events")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.join("events").join(p.file_name().unwrap())).unwrap();
+    }
+    let csv = write(dir, "r.csv", std::fs::read(example_csv()).unwrap());
+    (dir.join("weremember.mjml"), csv)
+}
+
+#[test]
+fn serve_follows_edits_to_a_language_variant_and_picks_up_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv) = example_campaign(dir.path());
+    let he = dir.path().join("weremember.he.mjml");
+    let hebrew = std::fs::read_to_string(&he).unwrap();
+    let salutation = "{{#if salutation}}שלום {{salutation}}";
+    assert!(hebrew.contains(salutation), "the Hebrew salutation");
+    let server = serve(&t, &csv);
+    let port = server.port;
+    assert!(
+        server.banner.contains("its language variants"),
+        "{}",
+        server.banner
+    );
+    let yaakov = "/0004-yaakov.cohen_example.org.html";
+    wait_for_body(port, yaakov, "the first render", |b| b.contains("<p>שלום "));
+
+    // Only the Hebrew variant changes: its letters follow.
+    let edited = hebrew.replace(salutation, "{{#if salutation}}שלום וברכה {{salutation}}");
+    std::fs::write(&he, edited).unwrap();
+    wait_for_body(port, yaakov, "the edit of the variant", |b| {
+        b.contains("<p>שלום וברכה ")
+    });
+    // Its own text part, added beside it, is picked up too.
+    write(dir.path(), "weremember.he.txt", "שלום {{first_name}}\n");
+    wait_for_body(
+        port,
+        "/0004-yaakov.cohen_example.org.txt",
+        "the variant's .txt",
+        |b| b == "שלום יעקב\n",
+    );
+
+    // A variant that did not exist: the German contacts (rows 6 and 7)
+    // get it from the next render on.
+    let data = get(port, "/manifest.js").1;
+    assert!(!data.contains("\"lang\":\"de\""), "{data}");
+    let french = std::fs::read_to_string(dir.path().join("weremember.fr.mjml")).unwrap();
+    write(dir.path(), "weremember.de.mjml", french);
+    let data = wait_for_body(port, "/manifest.js", "the new variant", |b| {
+        b.contains("\"lang\":\"de\"")
+    });
+    assert_eq!(data.matches("\"lang\":\"de\"").count(), 2, "{data}");
+}
+
+#[test]
+fn served_gallery_shows_a_hebrew_text_part_right_to_left() {
+    let server = serve(&example_template(), &example_csv());
+    wait_for_body(server.port, "/manifest.js", "the first render", |b| {
+        b.contains("\"lang\":\"he\"")
+    });
+    let mut b = Browser::start(1400, 1000);
+    for (row, stem, dir) in [
+        (4, "0004-yaakov.cohen_example.org", "rtl"),
+        (1, "0001-david.breuer_example.org", "ltr"),
+    ] {
+        b.open(&format!(
+            "http://127.0.0.1:{}/?{row}#row={row}",
+            server.port
+        ));
+        b.wait_for(
+            &format!("document.getElementById('text').dataset.loaded === '{stem}.txt'"),
+            "the text part",
+        );
+        assert_eq!(b.eval("document.getElementById('text').dataset.dir"), dir);
+        let seen = b.frame_eval(
+            &format!("{stem}.txt"),
+            "[getComputedStyle(document.querySelector('pre')).direction, \
+              document.documentElement.lang]",
+        );
+        let lang = if dir == "rtl" { "he" } else { "en" };
+        assert_eq!(seen, serde_json::json!([dir, lang]), "row {row}");
+        // No note: the page could set the direction.
+        assert_eq!(
+            b.eval("document.getElementById('text-dir').hidden"),
+            serde_json::json!(true)
+        );
+    }
+}

@@ -81,7 +81,9 @@ fn a_one_word_change_exits_4_with_a_decoded_diff_naming_the_word() {
     out.expect_code(4);
     let s = &out.stdout;
     assert!(
-        s.contains("changed  0001-david.breuer_example.org (row 1, david.breuer@example.org):"),
+        s.contains(
+            "changed  0001-david.breuer_example.org [en] (row 1, david.breuer@example.org):"
+        ),
         "{s}"
     );
     // The word, in decoded text and HTML lines: no quoted-printable.
@@ -101,7 +103,7 @@ fn a_one_word_change_exits_4_with_a_decoded_diff_naming_the_word() {
         "no quoted-printable: {s}"
     );
     // Every letter changed the same way: one diff, then one line each.
-    assert!(s.contains("changed  0002-zofia.wisniewska_example.org: the same change as 0001-david.breuer_example.org (Message-ID aside)"), "{s}");
+    assert!(s.contains("changed  0002-zofia.wisniewska_example.org [en]: the same change as 0001-david.breuer_example.org (Message-ID aside)"), "{s}");
     assert!(
         s.contains("differs: 12 changed, 0 added, 0 removed, 0 unchanged"),
         "{s}"
@@ -126,20 +128,20 @@ fn letters_added_and_removed_are_listed_and_update_removes_stale_files() {
         .map(String::from)
         .collect();
     lines.pop(); // row 12 goes
-    lines.push("new.one@example.org,,New,One,Somewhere,c-2000".into()); // row 12 is someone else
+    lines.push("new.one@example.org,,New,One,Somewhere,c-2000,en".into()); // row 12 is someone else
     std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
 
     let out = check(&t, &csv, &snap, false);
     out.expect_code(4);
     assert!(
         out.stdout
-            .contains("added    0012-new.one_example.org (row 12, new.one@example.org)"),
+            .contains("added    0012-new.one_example.org [en] (row 12, new.one@example.org)"),
         "{}",
         out.stdout
     );
     assert!(
         out.stdout
-            .contains("removed  0012-tamar.ben-david_example.org"),
+            .contains("removed  0012-tamar.ben-david_example.org [en] (in "),
         "{}",
         out.stdout
     );
@@ -352,4 +354,85 @@ fn update_to_fewer_formats_removes_the_files_of_the_others() {
         "{left:?}"
     );
     assert!(snap.join("2024-budget.txt").exists(), "{left:?}");
+}
+
+#[test]
+fn report_lines_name_each_letters_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, csv) = campaign(dir.path());
+    // The Hebrew and French variants beside the template.
+    for lang in ["he", "fr"] {
+        let name = format!("weremember.{lang}.mjml");
+        write(
+            dir.path(),
+            &name,
+            std::fs::read(root().join("templates").join(&name)).unwrap(),
+        );
+    }
+    let snap = dir.path().join("snap");
+    render(
+        &t,
+        &csv,
+        &["--deterministic", "--out", snap.to_str().unwrap()],
+    )
+    .expect_code(0);
+    check(&t, &csv, &snap, false).expect_code(0);
+
+    // A change to the Hebrew letter alone: its three letters, each named
+    // with its language.
+    let he = dir.path().join("weremember.he.mjml");
+    let hebrew = std::fs::read_to_string(&he).unwrap();
+    let closing = "אנו סומכים על";
+    assert!(hebrew.contains(closing));
+    std::fs::write(&he, hebrew.replace(closing, "אנו בוטחים ב")).unwrap();
+    let out = check(&t, &csv, &snap, false);
+    out.expect_code(4);
+    let s = &out.stdout;
+    // Each letter's diff differs (the community's name is in it).
+    for (row, stem, to) in [
+        (
+            4,
+            "0004-yaakov.cohen_example.org",
+            "yaakov.cohen@example.org",
+        ),
+        (5, "0005-noa.levi_example.org", "noa.levi@example.org"),
+        (
+            12,
+            "0012-tamar.ben-david_example.org",
+            "tamar.ben-david@example.org",
+        ),
+    ] {
+        let line = format!("changed  {stem} [he] (row {row}, {to}):");
+        assert!(s.contains(&line), "{line}\n{s}");
+    }
+    assert!(
+        s.contains("differs: 3 changed, 0 added, 0 removed, 9 unchanged"),
+        "{s}"
+    );
+    std::fs::write(&he, hebrew).unwrap();
+
+    // A Hebrew contact leaves (named from the snapshot's manifest), a
+    // French one comes.
+    let mut lines: Vec<String> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.pop();
+    lines.push("nouvelle@example.org,Mme,Anne,Nouvelle,Paris,c-2000,fr".into());
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+    let out = check(&t, &csv, &snap, false);
+    out.expect_code(4);
+    assert!(
+        out.stdout
+            .contains("added    0012-nouvelle_example.org [fr] (row 12, nouvelle@example.org)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("removed  0012-tamar.ben-david_example.org [he] (in "),
+        "{}",
+        out.stdout
+    );
 }

@@ -11,6 +11,7 @@ mod browser;
 mod check;
 mod fidelity;
 mod gallery;
+mod lang;
 mod render;
 mod send;
 mod serve;

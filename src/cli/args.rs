@@ -124,6 +124,13 @@ pub struct Input {
     /// mj-font the template declares is linked either way.
     #[arg(long)]
     pub no_remote_fonts: bool,
+    /// The column holding each contact's language, a BCP 47 tag (`he`,
+    /// `pt-BR`). A contact gets the template variant of that language
+    /// (TEMPLATE's sibling `NAME.he.mjml`), else of its shorter tag
+    /// (`pt-BR` falls back to `pt`), else the default TEMPLATE. Default:
+    /// `lang`, when the list has that column.
+    #[arg(long, value_name = "COLUMN")]
+    pub lang_column: Option<String>,
 }
 
 /// The suppression lists: shared by check, render and send.

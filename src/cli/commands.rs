@@ -12,7 +12,6 @@ use crate::cli::config::{
 use crate::compose::build::{Builder, Sign};
 use crate::compose::campaign::Campaign;
 use crate::compose::recipients::Recipients;
-use crate::compose::template::TemplateFile;
 use crate::deliver::journal::{self, Journal, Mode, State};
 use crate::deliver::run::{self, Clock, Manifest, Outcome};
 use crate::deliver::sendmail::SendmailSink;
@@ -125,11 +124,11 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
                 path: path.clone(),
                 source,
             })?;
-            Some(GalleryData::start(
-                std::io::BufWriter::new(file),
-                path,
-                &head,
-            )?)
+            // Read back from the .txt files just written: see with_texts.
+            Some(
+                GalleryData::start(std::io::BufWriter::new(file), path, &head)?
+                    .with_texts(config.out.clone()),
+            )
         }
         false => None,
     };
@@ -202,8 +201,37 @@ pub fn render(config: &RenderConfig) -> Result<u8> {
             summary.rejected,
             summary.warnings,
         );
+        if let Some(line) = languages_line(&summary.languages, &summary.fallbacks) {
+            let _ = writeln!(out, "{line}");
+        }
     }
     Ok(summary.exit_code())
+}
+
+/// The letters per language, and the contacts whose language had no
+/// variant: `None` for a campaign in one language that nobody asked
+/// otherwise of.
+fn languages_line(
+    languages: &std::collections::BTreeMap<String, usize>,
+    fallbacks: &std::collections::BTreeMap<String, usize>,
+) -> Option<String> {
+    if languages.len() < 2 && fallbacks.is_empty() {
+        return None;
+    }
+    let each = |m: &std::collections::BTreeMap<String, usize>| {
+        m.iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut line = format!("letters by language: {}", each(languages));
+    if !fallbacks.is_empty() {
+        line.push_str(&format!(
+            "; no variant for {}: those contacts got the default letter",
+            each(fallbacks)
+        ));
+    }
+    Some(line)
 }
 
 /// Without `--include-suppressed`, the rows whose address a `--suppress`
@@ -258,11 +286,12 @@ pub fn check(config: &CheckConfig) -> Result<u8> {
         source.limits,
         source.attach,
         &config.suppress,
+        &source.lang,
     );
     let spam = if config.spam {
         spam_check(&mut report, source)
     } else {
-        None
+        Vec::new()
     };
     let mut out = std::io::stdout().lock();
     if config.json {
@@ -270,12 +299,17 @@ pub fn check(config: &CheckConfig) -> Result<u8> {
         struct Json<'a> {
             #[serde(flatten)]
             report: &'a crate::compose::check::CheckReport,
+            /// The highest score of the letters scored.
             #[serde(skip_serializing_if = "Option::is_none")]
             spam: Option<&'a crate::preview::spam::Score>,
+            /// Every letter scored: one per template.
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            spam_letters: &'a [crate::preview::spam::Score],
         }
         let json = Json {
             report: &report,
-            spam: spam.as_ref(),
+            spam: spam.iter().max_by(|a, b| a.points.total_cmp(&b.points)),
+            spam_letters: &spam,
         };
         let _ = serde_json::to_writer_pretty(&mut out, &json);
         let _ = writeln!(out);
@@ -283,7 +317,7 @@ pub fn check(config: &CheckConfig) -> Result<u8> {
         for p in &report.problems {
             let _ = writeln!(out, "{p}");
         }
-        if let Some(s) = &spam {
+        for s in &spam {
             let informational: Vec<&str> = s
                 .rules
                 .iter()
@@ -292,8 +326,11 @@ pub fn check(config: &CheckConfig) -> Result<u8> {
                 .collect();
             let _ = writeln!(
                 out,
-                "spamassassin: row {}'s letter scores {:.1} points ({:.1} or more is spam){}",
+                "spamassassin: row {}'s letter{} scores {:.1} points ({:.1} or more is spam){}",
                 s.row,
+                s.lang
+                    .as_ref()
+                    .map_or_else(String::new, |l| format!(" ({l})")),
                 // SpamAssassin writes a sum of informational rules as -0.0.
                 s.points + 0.0,
                 s.required,
@@ -318,58 +355,71 @@ pub fn check(config: &CheckConfig) -> Result<u8> {
         );
     }
     let code = report.exit_code();
-    Ok(match spam {
-        Some(s) if code == crate::exit::OK && s.is_spam() => crate::exit::SPAM,
-        _ => code,
-    })
+    Ok(
+        if code == crate::exit::OK && spam.iter().any(|s| s.is_spam()) {
+            crate::exit::SPAM
+        } else {
+            code
+        },
+    )
 }
 
-/// Scores the check's sample letter with SpamAssassin: each rule that
-/// fired with points becomes a warning on the template (on the Subject
-/// line for the subject's rules). SpamAssassin missing, or no row to make
-/// a letter of, fails the check.
+/// Scores the check's sample letters with SpamAssassin, one per template
+/// (the default and each language variant): each rule that fired with
+/// points becomes a warning on that template (on the Subject line for the
+/// subject's rules). SpamAssassin missing, or no row to make a letter of,
+/// fails the check.
 fn spam_check(
     report: &mut crate::compose::check::CheckReport,
     source: &crate::compose::campaign::Source,
-) -> Option<crate::preview::spam::Score> {
+) -> Vec<crate::preview::spam::Score> {
     use crate::report::{Problem, Severity};
-    let template = source.template.display().to_string();
-    let Some((row, eml)) = report.sample.take() else {
+    let samples = std::mem::take(&mut report.samples);
+    if samples.is_empty() {
         if !report.fatal {
             report.fail(Problem::new(
                 Severity::Error,
-                template,
+                source.template.display().to_string(),
                 "--spam: no row became a letter, so there is none to score; fix the rows first",
             ));
         }
-        return None;
-    };
-    let score = match crate::preview::spam::score(&eml, row) {
-        Ok(s) => s,
-        Err(e) => {
-            report.fail(Problem::new(Severity::Error, "spamassassin", e.to_string()));
-            return None;
-        }
-    };
-    let subject_line = crate::compose::template::TemplateFile::load(&source.template)
-        .ok()
-        .and_then(|t| t.header("Subject").map(|h| h.line as u64));
-    for rule in score.rules.iter().filter(|r| r.points != 0.0) {
-        let why = rule.hint.unwrap_or(rule.description.as_str());
-        let mut p = Problem::new(
-            Severity::Warning,
-            template.clone(),
-            format!(
-                "SpamAssassin {} ({:+.1} points): {why}",
-                rule.name, rule.points
-            ),
-        );
-        if let (Some(line), true) = (subject_line, rule.name.contains("SUBJ")) {
-            p = p.at_line(line);
-        }
-        report.push(p);
+        return Vec::new();
     }
-    Some(score)
+    let several = samples.len() > 1;
+    let mut scores = Vec::new();
+    for sample in samples {
+        let template = sample.template.display().to_string();
+        let mut score = match crate::preview::spam::score(&sample.eml, sample.row) {
+            Ok(s) => s,
+            Err(e) => {
+                report.fail(Problem::new(Severity::Error, "spamassassin", e.to_string()));
+                return scores;
+            }
+        };
+        if several {
+            score.lang = Some(sample.lang.unwrap_or_else(|| "default".into()));
+        }
+        let subject_line = crate::compose::template::TemplateFile::load(&sample.template)
+            .ok()
+            .and_then(|t| t.header("Subject").map(|h| h.line as u64));
+        for rule in score.rules.iter().filter(|r| r.points != 0.0) {
+            let why = rule.hint.unwrap_or(rule.description.as_str());
+            let mut p = Problem::new(
+                Severity::Warning,
+                template.clone(),
+                format!(
+                    "SpamAssassin {} ({:+.1} points): {why}",
+                    rule.name, rule.points
+                ),
+            );
+            if let (Some(line), true) = (subject_line, rule.name.contains("SUBJ")) {
+                p = p.at_line(line);
+            }
+            report.push(p);
+        }
+        scores.push(score);
+    }
+    scores
 }
 
 /// Opens the list again for each pass of `send`; standard input is read
@@ -420,15 +470,15 @@ fn compile_for_send(
     source: &Source,
     reopen: &dyn Fn() -> Result<Recipients>,
 ) -> Result<(Campaign, Option<String>)> {
-    let template = TemplateFile::load(&source.template)?;
     let mut first = reopen()?;
     let csv_name = first.name().to_string();
     // The attachment options as before (`compile`'s defaults); the fonts
-    // as the command line says.
-    let attach = Default::default();
-    let campaign =
-        Campaign::compile_with_fonts(template, first.columns(), &csv_name, attach, source.fonts)?
-            .limited(source.limits);
+    // and languages as the command line says.
+    let source = Source {
+        attach: Default::default(),
+        ..source.clone()
+    };
+    let campaign = source.compile(first.columns(), &csv_name)?;
     let mut from_domain = None;
     let mut n = 0;
     while n < 3 {

@@ -251,6 +251,9 @@ impl Source {
             } else {
                 RemoteFonts::Link
             },
+            lang: crate::compose::campaign::LangColumn {
+                name: input.lang_column.clone(),
+            },
         })
     }
 }

@@ -26,9 +26,7 @@ pub(crate) const PDI: char = '\u{2069}';
 pub enum Direction {
     #[default]
     Ltr,
-    /// Chosen by a right-to-left variant's language, which is not wired
-    /// yet: only the tests build it for now.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// A right-to-left variant's ([`crate::compose::lang::Tag::direction`]).
     Rtl,
 }
 
@@ -100,6 +98,18 @@ pub(crate) fn isolate_text_runs(text: &str) -> String {
             i = start + t.len();
             continue;
         }
+        // Inside a URL a mark would break the link: the value goes raw.
+        if in_url(&text[..start]) {
+            if !t.starts_with("{{{") {
+                out.push_str(&text[copied..start]);
+                out.push('{');
+                out.push_str(t);
+                out.push('}');
+                copied = start + t.len();
+            }
+            i = start + t.len();
+            continue;
+        }
         let mut run = vec![(start, t)];
         let mut end = start + t.len();
         loop {
@@ -139,6 +149,16 @@ pub(crate) fn isolate_text_runs(text: &str) -> String {
     }
     out.push_str(&text[copied..]);
     out
+}
+
+/// Whether text ending with `before` is inside a URL: the word it ends
+/// with (since the last whitespace or `<`) has a scheme.
+fn in_url(before: &str) -> bool {
+    let word = before
+        .rsplit(|c: char| c.is_whitespace() || c == '<')
+        .next()
+        .unwrap_or("");
+    word.contains("://") || word.starts_with("mailto:")
 }
 
 /// The [`RUN_HELPER`] block: renders its content and isolates it as one
@@ -337,6 +357,22 @@ mod tests {
         // Blocks, whitespace control and a lone value are left alone.
         let t = "{{#if a}}{{a}} {{/if}} {{~b}} {{c}} {{! x }} {{d}}";
         assert_eq!(isolate_text_runs(t), t);
+    }
+
+    #[test]
+    fn a_value_inside_a_url_of_the_text_part_is_never_isolated() {
+        let t =
+            "Join <https://x.org/j?c={{id}}&n={{name}}> or <mailto:a@x.org?subject={{id}}>, {{id}}";
+        assert_eq!(
+            isolate_text_runs(t),
+            "Join <https://x.org/j?c={{{id}}}&n={{{name}}}> or <mailto:a@x.org?subject={{{id}}}>, {{id}}"
+        );
+        let r = text_registry(Direction::Rtl, t);
+        let v = serde_json::json!({"id": "c-1004", "name": "Noa"});
+        assert_eq!(
+            r.render("t", &v).unwrap(),
+            "Join <https://x.org/j?c=c-1004&n=Noa> or <mailto:a@x.org?subject=c-1004>, \u{2068}c-1004\u{2069}"
+        );
     }
 
     #[test]

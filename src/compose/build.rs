@@ -81,7 +81,7 @@ impl<'a> Builder<'a> {
     /// [`Problem`], never a panic.
     pub fn build(&self, r: &Recipient) -> Result<Built, Problem> {
         let mut letter = self.campaign.render(r)?;
-        let plan = self.campaign.files();
+        let plan = self.campaign.variant(r).files();
         if !plan.is_empty() {
             let (files, warnings) =
                 plan.files(r, &mut letter.parts.html, self.campaign.csv_name())?;

@@ -7,14 +7,28 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::compose::build::{Builder, Built};
-use crate::compose::campaign::{missing_variables, Campaign};
+use crate::compose::campaign::{missing_variables, Campaign, LangColumn};
 use crate::compose::lint;
+
+mod languages;
 use crate::compose::recipients::{Duplicates, Limits, Recipients};
 use crate::compose::stamp::Clock;
 use crate::compose::suppress::Suppressions;
-use crate::compose::template::TemplateFile;
+use crate::compose::template::{TemplateFile, Templates};
 use crate::error::Error;
 use crate::report::{Problem, Severity};
+
+/// A letter `check --spam` scores.
+#[derive(Debug)]
+pub struct Sample {
+    /// The template it was merged from.
+    pub template: std::path::PathBuf,
+    /// That template's language, if known.
+    pub lang: Option<String>,
+    /// Its data row.
+    pub row: usize,
+    pub eml: Vec<u8>,
+}
 
 /// All findings of one check.
 #[derive(Debug, Default, Serialize)]
@@ -30,11 +44,14 @@ pub struct CheckReport {
     /// some rows.
     #[serde(skip)]
     pub fatal: bool,
-    /// The first row that became a letter: its data row and `.eml` bytes,
-    /// as `render` would write them (with the check's fixed stamp), for
-    /// `check --spam`.
+    /// The first row that became a letter, of each template (the default
+    /// and each language variant), as `render` would write it (with the
+    /// check's fixed stamp), for `check --spam`.
     #[serde(skip)]
-    pub sample: Option<(usize, Vec<u8>)>,
+    pub samples: Vec<Sample>,
+    /// Contacts per language, as they get their letters: `he`, or
+    /// `de → default` for a language without a variant.
+    pub languages: Vec<(String, usize)>,
 }
 
 impl CheckReport {
@@ -183,11 +200,12 @@ pub fn check(
         limits,
         Default::default(),
         &Suppressions::default(),
+        &LangColumn::default(),
     )
 }
 
 /// [`check`] with the attachment options of the run to check
-/// (`--missing-attachment`, `--inline-images`).
+/// (`--missing-attachment`, `--inline-images`) and its language column.
 pub fn check_with(
     template: &Path,
     recipients: &str,
@@ -195,11 +213,12 @@ pub fn check_with(
     limits: Limits,
     attach: crate::compose::attach::Options,
     suppress: &Suppressions,
+    lang: &LangColumn,
 ) -> CheckReport {
     let template_path = template.to_path_buf();
     let mut files = crate::compose::attach::Tally::default();
     let mut report = CheckReport::default();
-    let template = match TemplateFile::load(template) {
+    let templates = match Templates::load(template) {
         Ok(t) => Some(t),
         Err(e) => {
             report.fatal(&e);
@@ -217,22 +236,41 @@ pub fn check_with(
     let columns = rows.columns().clone();
 
     let mut campaign = None;
-    if let Some(t) = template {
-        if t.header("List-Unsubscribe").is_none() {
-            report.push(
-                Problem::new(
-                    Severity::Warning,
-                    t.path.display().to_string(),
-                    "no List-Unsubscribe header; bulk senders must offer one-click unsubscribe \
-                     (RFC 8058): add `List-Unsubscribe: <https://…>`",
-                )
-                .at_line(1),
-            );
+    if let Some(templates) = templates {
+        let all =
+            std::iter::once(&templates.default).chain(templates.variants.iter().map(|(_, t)| t));
+        let mut complete = true;
+        for t in all {
+            if t.header("List-Unsubscribe").is_none() {
+                report.push(
+                    Problem::new(
+                        Severity::Warning,
+                        t.path.display().to_string(),
+                        "no List-Unsubscribe header; bulk senders must offer one-click unsubscribe \
+                         (RFC 8058): add `List-Unsubscribe: <https://…>`",
+                    )
+                    .at_line(1),
+                );
+            }
+            lint(t, columns.names(), &mut report);
+            match missing_variables(t, &columns, &csv) {
+                Ok(missing) if !missing.is_empty() => {
+                    missing.iter().for_each(|e| report.fatal(e));
+                    complete = false;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    report.fatal(&e);
+                    complete = false;
+                }
+            }
         }
-        lint(&t, columns.names(), &mut report);
-        match missing_variables(&t, &columns, &csv) {
-            Ok(missing) if !missing.is_empty() => missing.iter().for_each(|e| report.fatal(e)),
-            Ok(_) => match Campaign::compile_with(t, &columns, &csv, attach) {
+        for p in languages::compare(&templates) {
+            report.push(p);
+        }
+        if complete {
+            match Campaign::compile_all(templates, &columns, &csv, attach, Default::default(), lang)
+            {
                 Ok(c) => {
                     let c = c.limited(limits);
                     for col in c.unused_columns(&columns) {
@@ -249,11 +287,11 @@ pub fn check_with(
                     campaign = Some(c);
                 }
                 Err(e) => report.fatal(&e),
-            },
-            Err(e) => report.fatal(&e),
+            }
         }
     }
 
+    let mut tongues = languages::Tally::default();
     let mut duplicates = Duplicates::default();
     let mut verified = false;
     loop {
@@ -274,6 +312,9 @@ pub fn check_with(
             }
         };
         let Some(c) = &campaign else { continue };
+        if let Some(p) = tongues.count(c, &r) {
+            report.push(p);
+        }
         if !verified {
             verified = true;
             if let Err(e) = c.verify(&r) {
@@ -282,15 +323,25 @@ pub fn check_with(
         }
         // Built as render and send build it: a header word too long for a
         // line is only found there.
-        if !c.files().is_empty() {
+        if !c.variant(&r).files().is_empty() {
             let to = c.recipient(&r).map(|m| m.address).unwrap_or_default();
-            files.missing(c.files(), &r, &to);
+            files.missing(c.variant(&r).files(), &r, &to);
         }
         match Builder::new(c, Clock::Fixed(0), 0).build(&r) {
             Ok(Built { letter, eml, .. }) => {
                 files.letter(r.row, eml.len(), &letter.files);
-                if report.sample.is_none() {
-                    report.sample = Some((r.row, eml));
+                let v = c.variant(&r);
+                if !report
+                    .samples
+                    .iter()
+                    .any(|s| s.template == v.template().path)
+                {
+                    report.samples.push(Sample {
+                        template: v.template().path.clone(),
+                        lang: v.lang().map(ToString::to_string),
+                        row: r.row,
+                        eml,
+                    });
                 }
                 if let Some(warning) = duplicates.note(&letter.parts.to.address, r.row, r.line) {
                     report.push(
@@ -319,10 +370,13 @@ pub fn check_with(
             Err(p) => report.push(p),
         }
     }
-    if campaign.is_some() {
+    if let Some(c) = &campaign {
         for p in files.finish(&template_path, &csv) {
             report.push(p);
         }
+        let (counts, notes) = tongues.finish(c, &csv, &columns);
+        report.languages = counts;
+        notes.into_iter().for_each(|p| report.push(p));
     }
     if report.rows == 0 && !report.fatal {
         report.fatal(&Error::Recipients {

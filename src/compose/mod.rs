@@ -9,22 +9,25 @@
 //! writes files or reads the clock.
 
 pub mod attach;
-pub(crate) mod bidi;
+pub mod bidi;
 pub mod build;
 pub mod campaign;
 pub mod check;
 pub mod fidelity;
 pub mod inline;
+pub mod lang;
 pub(crate) mod lint;
 pub mod message;
 pub mod mime_tree;
 mod pieces;
 mod preheader;
 pub mod recipients;
+pub mod rtl;
 pub mod stamp;
 pub mod suppress;
 pub mod template;
 pub mod text;
+pub mod variant;
 
 #[cfg(test)]
 mod hostile;

@@ -86,6 +86,80 @@ pub struct Variable {
     pub included: Option<PathBuf>,
 }
 
+/// A campaign's templates as read from disk: the one named on the command
+/// line, and its language variants beside it (`letter.he.mjml`,
+/// `letter.pt-BR.mjml` for `letter.mjml`, each with its optional `.txt`:
+/// `letter.he.txt`), sorted by tag.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    pub default: TemplateFile,
+    pub variants: Vec<(crate::compose::lang::Tag, TemplateFile)>,
+}
+
+impl Templates {
+    /// Reads `path` and every variant beside it.
+    pub fn load(path: &Path) -> Result<Templates> {
+        let default = TemplateFile::load(path)?;
+        let mut variants = Vec::new();
+        for (tag, path) in variant_files(path)? {
+            variants.push((tag, TemplateFile::load(&path)?));
+        }
+        Ok(Templates { default, variants })
+    }
+
+    /// The default template alone, as when no variant lies beside it.
+    pub fn one(default: TemplateFile) -> Templates {
+        Templates {
+            default,
+            variants: Vec::new(),
+        }
+    }
+}
+
+/// The language variants of the template at `path`, by tag: the files of
+/// its folder named as [`crate::compose::lang::variant_tag`] says.
+pub fn variant_files(path: &Path) -> Result<Vec<(crate::compose::lang::Tag, PathBuf)>> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(Vec::new());
+    };
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let entries = std::fs::read_dir(&folder).map_err(|source| Error::Read {
+        path: folder.clone(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(tag) = file
+            .to_str()
+            .and_then(|f| crate::compose::lang::variant_tag(name, f))
+        else {
+            continue;
+        };
+        if entry.path().is_file() {
+            out.push((tag, path.with_file_name(&file)));
+        }
+    }
+    out.sort();
+    // `letter.HE.mjml` and `letter.he.mjml` name one language twice.
+    if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(Error::Template {
+            path: w[1].1.clone(),
+            line: 1,
+            message: format!(
+                "{} and {} are variants of the same language {}; keep one",
+                w[0].1.display(),
+                w[1].1.display(),
+                w[0].0
+            ),
+        });
+    }
+    Ok(out)
+}
+
 impl TemplateFile {
     /// Reads `path` and its optional sibling `.txt`.
     pub fn load(path: &Path) -> Result<Self> {

@@ -6,6 +6,7 @@
 //! line, images), keeps headings, paragraphs and list bullets, and writes
 //! links as `text <url>`.
 
+use crate::compose::bidi::Direction;
 use html2text::render::TextDecorator;
 
 /// The width the text part is wrapped to.
@@ -171,6 +172,19 @@ fn space_blocks(raw: &str) -> String {
 /// goes through here, so lines and words are found with `memchr`-backed
 /// splits and ASCII words are measured by their length.
 pub fn wrap(text: &str) -> String {
+    wrap_in(text, Direction::Ltr)
+}
+
+/// [`wrap`] for a letter of base direction `dir`. A line never breaks
+/// inside a value's isolate (FSI … PDI, bidi.rs), which would leave each
+/// half unmatched on its own line. In a right-to-left letter a line breaks,
+/// where it can, only before a word whose first strong character is right
+/// to left: a mail client takes each line of a plain-text part for a
+/// paragraph and gives it the direction of its first strong character, so
+/// a line starting with `UNESCO` or a link would be laid out left to right.
+/// No mark is added for that; when no such break fits, the line breaks
+/// where it must.
+pub fn wrap_in(text: &str, dir: Direction) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 32);
     for (k, line) in text.split('\n').enumerate() {
         if k > 0 {
@@ -179,11 +193,114 @@ pub fn wrap(text: &str) -> String {
         // At most WRAP bytes is at most WRAP characters.
         if line.len() <= WRAP {
             out.push_str(line);
+        } else if dir == Direction::Rtl || line.contains([crate::compose::bidi::FSI]) {
+            wrap_words(line, dir, &mut out);
         } else {
             wrap_line(line, &mut out);
         }
     }
     out
+}
+
+/// A word of a line: its text (an isolate and its spaces included) and
+/// how many columns it takes.
+struct Word<'a> {
+    text: &'a str,
+    columns: usize,
+}
+
+/// The words of `line`, split at spaces outside isolates.
+fn words(line: &str) -> Vec<Word<'_>> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    let mut columns = 0;
+    for (i, c) in line.char_indices() {
+        match c {
+            crate::compose::bidi::FSI => depth += 1,
+            crate::compose::bidi::PDI => depth = depth.saturating_sub(1),
+            ' ' if depth == 0 => {
+                out.push(Word {
+                    text: &line[start..i],
+                    columns,
+                });
+                start = i + 1;
+                columns = 0;
+            }
+            _ => columns += 1,
+        }
+    }
+    out.push(Word {
+        text: &line[start..],
+        columns,
+    });
+    out
+}
+
+/// Whether a line starting with `words` takes the direction `dir` in a
+/// client that reads it as a paragraph (UAX #9 rules P2 and P3: the first
+/// strong character outside isolates; none at all is fine).
+fn starts_in(words: &[Word], dir: Direction) -> bool {
+    use unicode_bidi::BidiClass::{AL, L, R};
+    let mut depth = 0usize;
+    for w in words {
+        for c in w.text.chars() {
+            match c {
+                crate::compose::bidi::FSI => depth += 1,
+                crate::compose::bidi::PDI => depth = depth.saturating_sub(1),
+                _ if depth > 0 => {}
+                _ => match unicode_bidi::bidi_class(c) {
+                    L => return dir == Direction::Ltr,
+                    R | AL => return dir == Direction::Rtl,
+                    _ => {}
+                },
+            }
+        }
+    }
+    true
+}
+
+/// [`wrap_line`] by words, for lines with isolates or in a right-to-left
+/// letter (see [`wrap_in`]).
+fn wrap_words(line: &str, dir: Direction, out: &mut String) {
+    let indent = continuation_indent(line);
+    let words = words(line);
+    let mut first = 0;
+    while first < words.len() {
+        // The words that fit, greedily, as wrap_line places them: at least
+        // one, and an empty word (two spaces) never ends a line.
+        let mut col = if first == 0 { 0 } else { indent };
+        let mut end = first;
+        while end < words.len() {
+            let add = words[end].columns + usize::from(end > first);
+            let previous_empty = end > first && words[end - 1].text.is_empty();
+            if end > first && col + add > WRAP && col > indent && !previous_empty {
+                break;
+            }
+            col += add;
+            end += 1;
+        }
+        if end < words.len() && dir == Direction::Rtl && !starts_in(&words[end..], dir) {
+            // Break earlier, before a word the next line can start with.
+            if let Some(better) = (first + 1..end)
+                .rev()
+                .find(|&k| starts_in(&words[k..], dir))
+            {
+                end = better;
+            }
+        }
+        if first > 0 {
+            out.push('\n');
+            out.extend(std::iter::repeat_n(' ', indent));
+        }
+        for (k, w) in words[first..end].iter().enumerate() {
+            if k > 0 {
+                out.push(' ');
+            }
+            out.push_str(w.text);
+        }
+        first = end;
+    }
 }
 
 /// Whether `bytes[i..]` starts with U+2068 or U+2069 (E2 81 A8/A9).
@@ -350,5 +467,64 @@ mod tests {
         // One visible character more and the last word wraps.
         let long = line + "z";
         assert_eq!(wrap(&long), long.replacen(" xyz", "\nxyz", 1));
+    }
+
+    #[test]
+    fn wrap_never_breaks_inside_an_isolate() {
+        let value = "\u{2068}Kehilat Kol Haneshama, Jerusalem\u{2069}";
+        let line = format!("{} {value} end", "a".repeat(60));
+        let wrapped = wrap(&line);
+        assert_eq!(wrapped, format!("{}\n{value} end", "a".repeat(60)));
+        assert_eq!(wrapped.replace('\n', " "), line);
+    }
+
+    #[test]
+    fn a_right_to_left_line_starts_with_a_right_to_left_word() {
+        // A greedy break would start the second line with `UNESCO,`, which a
+        // client would lay out left to right.
+        let he = "מילה ".repeat(14);
+        let line = format!("{he}ועם UNESCO, כדי לשתף עובדות");
+        let greedy = wrap(&line);
+        assert!(
+            greedy.lines().nth(1).unwrap().starts_with("UNESCO"),
+            "{greedy}"
+        );
+        let rtl = wrap_in(&line, Direction::Rtl);
+        let second = rtl.lines().nth(1).unwrap();
+        assert!(second.starts_with("ועם UNESCO"), "{rtl}");
+        assert!(rtl.lines().all(|l| l.chars().count() <= WRAP));
+        assert_eq!(rtl.replace('\n', " "), line);
+        // A link alone cannot be helped: it stays whole.
+        let url = format!(
+            "{} <https://example.org/{}>",
+            "מילה".repeat(3),
+            "x".repeat(80)
+        );
+        assert_eq!(wrap_in(&url, Direction::Rtl).replace('\n', " "), url);
+    }
+
+    #[test]
+    fn wrap_in_is_lossless_for_either_direction() {
+        let samples = [
+            "שלום \u{2068}Noa Levi\u{2069}, ".repeat(9),
+            "* ".to_string() + &"פריט ארוך ".repeat(12),
+            "Dear \u{2068}הרב כהן\u{2069}, ".repeat(8),
+        ];
+        for line in samples {
+            for dir in [Direction::Ltr, Direction::Rtl] {
+                let w = wrap_in(&line, dir);
+                let indent = continuation_indent(&line);
+                let joined = w.replace(&format!("\n{}", " ".repeat(indent)), " ");
+                assert_eq!(joined, line, "{dir:?}");
+                for l in w.lines() {
+                    let marks = l.matches(['\u{2068}', '\u{2069}']).count();
+                    assert!(
+                        l.chars().count() - marks <= WRAP || !l.contains(' '),
+                        "{l:?}"
+                    );
+                    assert_eq!(l.matches('\u{2068}').count(), l.matches('\u{2069}').count());
+                }
+            }
+        }
     }
 }

@@ -254,7 +254,7 @@ impl Sending<'_> {
                 message: format!(
                     "the template {} differs from the one the running workers send ({}); \
                      nothing was sent. Start every worker with the same template files",
-                    self.campaign().template().path.display(),
+                    self.campaign().describe(),
                     others.join(", ")
                 ),
             });
@@ -266,7 +266,7 @@ impl Sending<'_> {
                     "the template {} changed since this journal was written; the letters sent \
                      so far differ from the rest. Pass --force to send the new version to \
                      everyone not yet accepted, or use a new --journal",
-                    self.campaign().template().path.display()
+                    self.campaign().describe()
                 ),
             });
         }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::compose::attach::{File, Role};
+use crate::compose::bidi::Direction;
+use crate::compose::lang::Tag;
 use crate::compose::message::{Mailbox, Parts, Stamp};
 use crate::deliver::run::{Outcome, Summary};
 use crate::error::{Error, Result};
@@ -79,6 +81,21 @@ struct Entry<'a> {
     name: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     subject: &'a str,
+    /// The language of the letter's variant (`he`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lang: Option<&'a str>,
+    /// `rtl` for a letter in a right-to-left language: the page shows its
+    /// text part right to left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dir: Option<&'static str>,
+    /// The language the contact asked for when no variant had it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<&'a str>,
+    /// A right-to-left letter's text part, read back from its `.txt`: a
+    /// page opened from `file://` cannot set the direction of the frame
+    /// that shows the file, so it shows this copy instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     files: Option<&'a std::collections::BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,7 +149,19 @@ pub struct GalleryData<W: Write> {
     out: W,
     path: PathBuf,
     first: bool,
+    /// The folder the letters' `.txt` files were written to, when the
+    /// right-to-left ones are to be copied into the data.
+    texts: Option<PathBuf>,
+    /// How many bytes of text parts the data carries so far.
+    copied: usize,
 }
+
+/// At most this much of right-to-left text parts goes into the data (about
+/// 1,300 Hebrew letters of the example): the page loads the whole data at
+/// once, and a list of mostly Hebrew contacts would otherwise make it
+/// hundreds of megabytes. Letters past it show the page's note (use
+/// `serve`).
+pub const TEXT_COPIES_MAX: usize = 8 << 20;
 
 impl<W: Write> GalleryData<W> {
     pub fn start(mut out: W, path: PathBuf, head: &serde_json::Value) -> Result<Self> {
@@ -147,6 +176,8 @@ impl<W: Write> GalleryData<W> {
             out,
             path,
             first: true,
+            texts: None,
+            copied: 0,
         };
         r.map_err(|e| g.err(e))?;
         Ok(g)
@@ -159,6 +190,35 @@ impl<W: Write> GalleryData<W> {
         }
     }
 
+    /// Copies each right-to-left letter's text part, read back from its
+    /// `.txt` in `dir`, into the data (see `Entry::text`): a page opened
+    /// from disk shows it right to left. Read back rather than kept from
+    /// the render, so that the run's memory does not grow; about 4 KB of
+    /// data more per such letter of the example.
+    pub fn with_texts(self, dir: PathBuf) -> Self {
+        GalleryData {
+            texts: Some(dir),
+            ..self
+        }
+    }
+
+    /// A right-to-left letter's `.txt`, when the data is to carry it.
+    fn text(
+        &mut self,
+        rtl: bool,
+        files: &std::collections::BTreeMap<String, String>,
+    ) -> Option<String> {
+        let dir = self.texts.as_ref().filter(|_| rtl)?;
+        // Unreadable, or past the budget: the page says it cannot show the
+        // text right to left.
+        let text = std::fs::read_to_string(dir.join(files.get("txt")?)).ok()?;
+        if self.copied + text.len() > TEXT_COPIES_MAX {
+            return None;
+        }
+        self.copied += text.len();
+        Some(text)
+    }
+
     pub fn add(&mut self, outcome: &Outcome) -> Result<()> {
         let entry = match outcome {
             Outcome::Rejected(p) => Entry {
@@ -167,6 +227,10 @@ impl<W: Write> GalleryData<W> {
                 to: "",
                 name: "",
                 subject: "",
+                lang: None,
+                dir: None,
+                fallback: None,
+                text: None,
                 files: None,
                 sizes: None,
                 warnings: Vec::new(),
@@ -179,19 +243,29 @@ impl<W: Write> GalleryData<W> {
                 delivered,
                 stamp,
                 ..
-            } => Entry {
-                row: letter.row,
-                line: letter.line,
-                to: &letter.parts.to.address,
-                name: letter.parts.to.name.as_deref().unwrap_or(""),
-                subject: &letter.parts.subject,
-                files: Some(&delivered.files),
-                sizes: Some(&delivered.sizes),
-                warnings: letter.warnings.iter().map(|w| w.message.clone()).collect(),
-                headers: headers(&letter.parts, stamp),
-                attachments: attachments(&letter.files),
-                rejected: None,
-            },
+            } => {
+                let rtl = letter
+                    .lang
+                    .as_ref()
+                    .is_some_and(|t| t.direction() == Direction::Rtl);
+                Entry {
+                    row: letter.row,
+                    line: letter.line,
+                    to: &letter.parts.to.address,
+                    name: letter.parts.to.name.as_deref().unwrap_or(""),
+                    subject: &letter.parts.subject,
+                    lang: letter.lang.as_ref().map(Tag::as_str),
+                    dir: rtl.then_some("rtl"),
+                    fallback: letter.fallback.as_deref(),
+                    text: self.text(rtl, &delivered.files),
+                    files: Some(&delivered.files),
+                    sizes: Some(&delivered.sizes),
+                    warnings: letter.warnings.iter().map(|w| w.message.clone()).collect(),
+                    headers: headers(&letter.parts, stamp),
+                    attachments: attachments(&letter.files),
+                    rejected: None,
+                }
+            }
         };
         let sep = if self.first { "\n" } else { ",\n" };
         self.first = false;
@@ -271,5 +345,21 @@ mod tests {
                 "X-Campaign: c1",
             ]
         );
+    }
+
+    #[test]
+    fn right_to_left_text_copies_stop_at_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "שלום עולם").unwrap();
+        let files: std::collections::BTreeMap<String, String> =
+            [("txt".to_string(), "a.txt".to_string())].into();
+        let mut g = GalleryData::start(Vec::new(), "m.js".into(), &serde_json::json!({}))
+            .unwrap()
+            .with_texts(dir.path().to_path_buf());
+        assert_eq!(g.text(false, &files), None, "a left-to-right letter");
+        assert_eq!(g.text(true, &files).as_deref(), Some("שלום עולם"));
+        g.copied = TEXT_COPIES_MAX - 5;
+        assert_eq!(g.text(true, &files), None, "past the budget");
+        assert_eq!(g.copied, TEXT_COPIES_MAX - 5);
     }
 }

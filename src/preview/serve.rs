@@ -2,7 +2,9 @@
 //! in memory and rendered again whenever the template, its `.txt` sibling or
 //! the contacts change on disk. The open page long-polls and reloads. A
 //! template error does not stop the server: the page shows it until the
-//! file is fixed. Binds to 127.0.0.1 only; never to another address.
+//! file is fixed. Binds to 127.0.0.1 only; never to another address. The
+//! language variants beside the template (`NAME.he.mjml`, their `.txt`)
+//! are watched like the template.
 //!
 //! Files are watched by polling their modification time and size (no
 //! platform notification crate: a few files, four checks a second). The
@@ -24,7 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::compose::build::Built;
 use crate::compose::campaign::Source;
-use crate::compose::template::included_files;
+use crate::compose::template::{included_files, variant_files};
 use crate::deliver::run::{self, Clock, Summary};
 use crate::deliver::sink::{
     copy_path, file_stem, preview_html, Delivered, Envelope, Failure, Receipt, Sink,
@@ -131,7 +133,10 @@ fn render(source: &Source, clock: Clock) -> Result<(Rendered, Summary)> {
 }
 
 /// The files a render reads: the template, its `.txt` sibling, the
-/// contacts, then the files the template includes, attaches and shows.
+/// contacts, then the files the template includes, attaches and shows;
+/// then each language variant (`NAME.he.mjml`), its `.txt` and the files
+/// it includes, attaches and shows. The variants are looked for on every
+/// check, so a new one (or one removed) changes the list and is rendered.
 fn watched(source: &Source) -> Vec<PathBuf> {
     let mut files = vec![
         source.template.clone(),
@@ -140,6 +145,13 @@ fn watched(source: &Source) -> Vec<PathBuf> {
     ];
     files.extend(included_files(&source.template));
     files.extend(crate::compose::attach::watched(&source.template));
+    // An unreadable folder fails the render itself, which says so.
+    for (_, variant) in variant_files(&source.template).unwrap_or_default() {
+        files.push(variant.with_extension("txt"));
+        files.extend(included_files(&variant));
+        files.extend(crate::compose::attach::watched(&variant));
+        files.push(variant);
+    }
     files
 }
 
@@ -201,7 +213,8 @@ pub fn serve(source: &Source, port: u16, clock: Clock) -> Result<u8> {
     rerender(&shared, &source, clock);
     println!(
         "serving the gallery of {} at http://{bound}/ (on 127.0.0.1 only: no other machine can \
-         connect); watching {}, {}, {} and the files it includes; Ctrl-C stops",
+         connect); watching {}, {}, {} and the files it includes, and its language \
+         variants; Ctrl-C stops",
         source.template.display(),
         files[0].display(),
         files[1].display(),

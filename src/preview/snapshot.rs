@@ -191,7 +191,14 @@ struct Checked {
     row: usize,
     stem: String,
     to: String,
+    /// The language of the letter's variant, when known.
+    lang: Option<String>,
     change: Change,
+}
+
+/// ` [he]` after a letter's name in the report, when its language is known.
+fn lang_label(lang: Option<&str>) -> String {
+    lang.map(|l| format!(" [{l}]")).unwrap_or_default()
 }
 
 /// A sink that writes nothing: it compares each message with the snapshot.
@@ -320,6 +327,7 @@ impl SnapshotSink<'_> {
                 row: out.letter.row,
                 stem,
                 to: out.letter.parts.to.address.clone(),
+                lang: out.letter.lang.as_ref().map(|t| t.to_string()),
                 change,
             });
         Ok(d)
@@ -342,13 +350,20 @@ struct OwnManifest {
 #[derive(serde::Deserialize)]
 struct OwnLetter {
     files: BTreeMap<String, String>,
+    /// The letter's language (written since letterpress knew variants).
+    #[serde(default)]
+    lang: Option<String>,
 }
 
 /// The letter files letterpress wrote into a snapshot folder, by stem.
 type Written = BTreeMap<String, BTreeSet<String>>;
 
+/// The language of each letter in a snapshot folder whose manifest says,
+/// by stem.
+type Langs = BTreeMap<String, String>;
+
 /// The files letterpress wrote into `dir`, as its own `manifest.json` lists
-/// them; `None` when `dir` does not exist.
+/// them, and the letters' languages; `None` when `dir` does not exist.
 ///
 /// A folder is ours when it holds a `manifest.json` that is a JSON object
 /// with a string `letterpress` key (the version that wrote it) and a
@@ -359,7 +374,7 @@ type Written = BTreeMap<String, BTreeSet<String>>;
 /// without such a manifest is refused unless it is empty, and so is a
 /// manifest naming any other path (it was not written by a render), so that
 /// no file of someone else's is lost and no path is injected.
-fn written(dir: &Path) -> Result<Option<Written>> {
+fn written(dir: &Path) -> Result<Option<(Written, Langs)>> {
     let refuse = |reason: String| Error::NotSnapshot {
         path: dir.into(),
         reason,
@@ -379,7 +394,7 @@ fn written(dir: &Path) -> Result<Option<Written>> {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if std::fs::read_dir(dir).map_err(read_err)?.next().is_none() {
-                return Ok(Some(Written::new()));
+                return Ok(Some(Default::default()));
             }
             return Err(refuse(format!("no {MANIFEST} in it")));
         }
@@ -388,10 +403,11 @@ fn written(dir: &Path) -> Result<Option<Written>> {
     let manifest: OwnManifest = serde_json::from_slice(&json)
         .map_err(|e| refuse(format!("its {MANIFEST} is not one letterpress wrote: {e}")))?;
     let mut written = Written::new();
-    for file in manifest
+    let mut langs = Langs::new();
+    for (file, lang) in manifest
         .letters
         .into_iter()
-        .flat_map(|l| l.files.into_values())
+        .flat_map(|l| l.files.into_values().map(move |f| (f, l.lang.clone())))
     {
         let plain = Path::new(&file).file_name() == Some(std::ffi::OsStr::new(&file))
             && !file.contains(['/', '\\']);
@@ -401,6 +417,9 @@ fn written(dir: &Path) -> Result<Option<Written>> {
             .map(|(stem, _)| stem.to_string());
         match stem {
             Some(stem) if plain => {
+                if let Some(lang) = lang {
+                    langs.insert(stem.clone(), lang);
+                }
                 written.entry(stem).or_default().insert(file);
             }
             _ => {
@@ -410,7 +429,7 @@ fn written(dir: &Path) -> Result<Option<Written>> {
             }
         }
     }
-    Ok(Some(written))
+    Ok(Some((written, langs)))
 }
 
 /// The outcome of a comparison.
@@ -458,9 +477,9 @@ pub fn check(
     campaign: &Campaign,
     recipients: Recipients,
 ) -> Result<Report> {
-    let before = match written(dir)? {
+    let (before, langs) = match written(dir)? {
         Some(w) => w,
-        None if config.update => Written::new(),
+        None if config.update => Default::default(),
         None => return Err(Error::NoSnapshot { path: dir.into() }),
     };
     let sink = SnapshotSink {
@@ -499,18 +518,33 @@ pub fn check(
             Change::Same => same += 1,
             Change::Added => {
                 added += 1;
-                let _ = writeln!(out, "added    {} (row {}, {})", c.stem, c.row, c.to);
+                let _ = writeln!(
+                    out,
+                    "added    {}{} (row {}, {})",
+                    c.stem,
+                    lang_label(c.lang.as_deref()),
+                    c.row,
+                    c.to
+                );
             }
             Change::Changed { diff, key } => {
                 changed += 1;
                 if let Some(first) = first_with.get(key.as_str()) {
                     let _ = writeln!(
                         out,
-                        "changed  {}: the same change as {first} (Message-ID aside)",
-                        c.stem
+                        "changed  {}{}: the same change as {first} (Message-ID aside)",
+                        c.stem,
+                        lang_label(c.lang.as_deref())
                     );
                 } else {
-                    let _ = writeln!(out, "changed  {} (row {}, {}):", c.stem, c.row, c.to);
+                    let _ = writeln!(
+                        out,
+                        "changed  {}{} (row {}, {}):",
+                        c.stem,
+                        lang_label(c.lang.as_deref()),
+                        c.row,
+                        c.to
+                    );
                     if !quiet {
                         let _ = write!(out, "{diff}");
                     }
@@ -520,7 +554,12 @@ pub fn check(
         }
     }
     for r in &removed {
-        let _ = writeln!(out, "removed  {r} (in {}, not rendered now)", dir.display());
+        let _ = writeln!(
+            out,
+            "removed  {r}{} (in {}, not rendered now)",
+            lang_label(langs.get(r).map(String::as_str)),
+            dir.display()
+        );
     }
     let differs = changed + added + removed.len() > 0;
     let _ = writeln!(
@@ -544,6 +583,7 @@ pub fn check(
 pub fn remove(dir: &Path, before: &BTreeSet<String>) -> Result<()> {
     let now: BTreeSet<String> = written(dir)?
         .unwrap_or_default()
+        .0
         .into_values()
         .flatten()
         .collect();

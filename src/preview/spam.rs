@@ -13,6 +13,9 @@ use serde::Serialize;
 pub struct Score {
     /// The data row of the letter that was scored.
     pub row: usize,
+    /// The language of its template, when the campaign has variants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
     pub points: f64,
     /// The score at which SpamAssassin calls a letter spam (5.0 by default).
     pub required: f64,
@@ -158,6 +161,7 @@ fn parse(output: &str, row: usize) -> Option<Score> {
     }
     Some(Score {
         row,
+        lang: None,
         points,
         required,
         rules,

@@ -1,7 +1,7 @@
 // letterpress gallery: lists the letters of window.LETTERPRESS (manifest.js)
 // in a virtual list (only the rows in view exist in the DOM, so 10,000
 // letters cost no more than 20), filters them, and shows the selected one.
-// The selection, width and filter live in the URL fragment, so a reload
+// The selection, width, filter and language live in the URL fragment, so a reload
 // (`letterpress serve` reloads on every change) keeps them.
 (function () {
   "use strict";
@@ -47,6 +47,32 @@
       .join("\u0001").toLowerCase();
   });
 
+  // The languages present, with their counts, for the language menu: shown
+  // when there is more than one (letters of no known language count as one).
+  var NO_LANG = "-";
+  var langCounts = {};
+  letters.forEach(function (l) {
+    var k = l.lang || NO_LANG;
+    langCounts[k] = (langCounts[k] || 0) + 1;
+  });
+  var langs = Object.keys(langCounts).sort(function (a, b) {
+    return a === NO_LANG ? 1 : b === NO_LANG ? -1 : a < b ? -1 : a > b ? 1 : 0;
+  });
+  langs.forEach(function (k) {
+    var o = document.createElement("option");
+    o.value = k;
+    o.textContent = (k === NO_LANG ? "no language" : k) + " (" + langCounts[k] + ")";
+    $("lang").appendChild(o);
+  });
+  $("lang").hidden = langs.length < 2;
+
+  // `lang:he` in the filter: the letter's language is he, or he-IL and
+  // the like under it.
+  function langMatches(l, want) {
+    var have = (l.lang || "").toLowerCase();
+    return have === want || have.indexOf(want + "-") === 0;
+  }
+
   var shown = [];   // indices into letters, after the filter
   var selected = -1; // index into letters
 
@@ -73,17 +99,23 @@
     parts.push("w=" + width);
     if ($("filter").value) parts.push("q=" + encodeURIComponent($("filter").value));
     if ($("only-warnings").checked) parts.push("warn=1");
+    if ($("lang").value) parts.push("lang=" + encodeURIComponent($("lang").value));
     history.replaceState(null, "", "#" + parts.join("&"));
   }
 
   function applyFilter() {
     var terms = $("filter").value.toLowerCase().split(/\s+/).filter(Boolean);
     var warnOnly = $("only-warnings").checked;
+    var lang = $("lang").value;
     shown = [];
     for (var i = 0; i < letters.length; i++) {
       if (warnOnly && !(letters[i].warnings && letters[i].warnings.length) && !letters[i].rejected) continue;
+      if (lang && (letters[i].lang || NO_LANG) !== lang) continue;
       var h = haystack[i], ok = true;
-      for (var t = 0; t < terms.length && ok; t++) ok = h.indexOf(terms[t]) >= 0;
+      for (var t = 0; t < terms.length && ok; t++) {
+        ok = terms[t].indexOf("lang:") === 0
+          ? langMatches(letters[i], terms[t].slice(5)) : h.indexOf(terms[t]) >= 0;
+      }
       if (ok) shown.push(i);
     }
     $("count").textContent = shown.length === letters.length
@@ -98,11 +130,15 @@
     var cls = "row" + (i === selected ? " sel" : "") + (l.rejected ? " rejected" : "");
     var nw = (l.warnings || []).length;
     var size = l.sizes ? (l.sizes.eml || l.sizes.html || l.sizes.txt) : null;
-    var top = '<div class="l1"><span class="n">' + l.row + '</span><span class="name">' +
-      esc(l.rejected ? "rejected row" : (l.name || l.to)) + '</span><span class="size">' + kb(size) + "</span></div>";
+    var badge = l.lang ? '<span class="lang" title="' +
+      esc("language: " + l.lang + (l.fallback ? " (asked for " + l.fallback + ", which has no variant)" : "")) +
+      '">' + esc(l.lang) + "</span>" : "";
+    var top = '<div class="l1"><span class="n">' + l.row + '</span><span class="name" dir="auto">' +
+      esc(l.rejected ? "rejected row" : (l.name || l.to)) + "</span>" + badge +
+      '<span class="size">' + kb(size) + "</span></div>";
     var mid = '<div class="l2"><span class="addr">' + esc(l.rejected ? "line " + l.line : l.to) + "</span>" +
       (nw ? '<span class="warn" title="' + esc(l.warnings.join("\n")) + '">⚠ ' + nw + "</span>" : "") + "</div>";
-    var bot = '<div class="l3"><span class="subj">' + esc(l.rejected || l.subject) + "</span></div>";
+    var bot = '<div class="l3"><span class="subj" dir="auto">' + esc(l.rejected || l.subject) + "</span></div>";
     return '<div class="' + cls + '" role="option" data-i="' + i + '" style="top:' + pos * ROW + 'px">' +
       top + mid + bot + "</div>";
   }
@@ -145,7 +181,10 @@
       var th = document.createElement("th");
       th.textContent = h[0];
       tr.appendChild(th);
-      tr.insertCell().textContent = h[1];
+      // A Hebrew subject or name reads in its own direction.
+      var td = tr.insertCell();
+      td.dir = "auto";
+      td.textContent = h[1];
     });
     if (l.rejected) {
       var tr = t.insertRow();
@@ -160,12 +199,17 @@
       w.appendChild(li);
     });
     var files = l.files || {};
+    $("text-dir").hidden = true;
+    $("text-copy").hidden = true;
     ["html", "text"].forEach(function (kind) {
       var f = files[kind === "text" ? "txt" : "html"];
       var frame = $(kind);
       frame.parentNode.hidden = !f;
       $(kind + "-missing").hidden = !!f || !!l.rejected;
-      if (f) { if (frame.getAttribute("src") !== f) frame.setAttribute("src", f); }
+      if (f) {
+        if (frame.getAttribute("src") !== f) frame.setAttribute("src", f);
+        else if (kind === "text" && frame.getAttribute("data-loaded") === f) textDirection(frame);
+      }
       else frame.removeAttribute("src");
     });
     $("links").innerHTML = ["eml", "html", "txt"].filter(function (k) { return files[k]; })
@@ -198,8 +242,37 @@
 
   // Which file each frame has finished loading (tests and people waiting on
   // a slow letter can tell).
+  // The text part is a plain .txt, which a browser shows left to right:
+  // a right-to-left letter's is turned around when the page may reach it
+  // (served over HTTP); from file:// the page shows the copy `render` put
+  // in manifest.js instead, or, without one, a note.
+  function textDirection(frame) {
+    var src = frame.getAttribute("src") || "";
+    var l = selected >= 0 ? letters[selected] : null;
+    if (!l || !l.files || l.files.txt !== src) return;
+    var doc = null;
+    try { doc = frame.contentDocument; } catch (e) { doc = null; }
+    var dir = l.dir === "rtl" ? "rtl" : "ltr";
+    var copy = $("text-copy");
+    if (doc && doc.documentElement) {
+      doc.documentElement.dir = dir;
+      if (l.lang) doc.documentElement.lang = l.lang;
+      frame.setAttribute("data-dir", dir);
+    } else if (dir === "rtl" && l.text != null) {
+      copy.textContent = l.text;
+      copy.dir = "rtl";
+      copy.lang = l.lang || "";
+      copy.hidden = false;
+      frame.parentNode.hidden = true;
+      frame.setAttribute("data-dir", "rtl");
+    } else {
+      frame.setAttribute("data-dir", "unknown");
+    }
+    $("text-dir").hidden = !(dir === "rtl" && frame.getAttribute("data-dir") === "unknown");
+  }
   ["html", "text"].forEach(function (id) {
     $(id).addEventListener("load", function () {
+      if (id === "text") textDirection(this);
       this.setAttribute("data-loaded", this.getAttribute("src") || "");
     });
   });
@@ -214,12 +287,14 @@
   });
   $("filter").addEventListener("input", function () { applyFilter(); writeHash(); });
   $("only-warnings").addEventListener("change", function () { applyFilter(); writeHash(); });
+  $("lang").addEventListener("change", function () { applyFilter(); writeHash(); });
   $("w-phone").addEventListener("click", function () { setWidth(375); writeHash(); });
   $("w-desktop").addEventListener("click", function () { setWidth(600); writeHash(); });
 
-  // Start from the URL fragment: #row=N&w=375&q=text&warn=1
+  // Start from the URL fragment: #row=N&w=375&q=text&warn=1&lang=he
   var h = readHash();
   if (h.q) $("filter").value = h.q;
+  if (h.lang && langCounts[h.lang]) $("lang").value = h.lang;
   if (h.warn) $("only-warnings").checked = true;
   setWidth(+h.w || 600);
   applyFilter();
