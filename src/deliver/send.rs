@@ -26,7 +26,7 @@ use crate::compose::build::{Builder, Built};
 use crate::compose::campaign::Campaign;
 use crate::compose::recipients::{Recipient, Recipients};
 use crate::compose::stamp::Clock;
-use crate::deliver::journal::{Claim, Journal, Known, NewEntry, State};
+use crate::deliver::journal::{Ahead, Claim, Journal, Known, NewEntry, State};
 use crate::deliver::sink::{Envelope, Failure, Sink};
 use crate::error::{Error, Result};
 use crate::report::{Problem, Severity};
@@ -282,7 +282,24 @@ impl Sending<'_> {
         let journal = self.journal;
         let template_changed = self.check_journal()?;
         let recovered = journal.recover()?;
-        let mut known = journal.known()?;
+        // A shared journal: the plan's lock before the journal is read, so
+        // that a worker starting together with others reads what the first
+        // one wrote, and need not write it again.
+        if self.shared() {
+            journal.plan_start()?;
+        }
+        let read = journal
+            .known()
+            .and_then(|known| Ok((known, self.suppressions()?)));
+        let (mut known, suppress) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                if self.shared() {
+                    journal.plan_end(false)?;
+                }
+                return Err(e);
+            }
+        };
         // A shared journal's in-flight recipients belong to running workers
         // (recover made those of stopped ones ambiguous).
         if recovered == 0 && !self.shared() {
@@ -304,10 +321,12 @@ impl Sending<'_> {
             claimable: HashSet::new(),
             requeue: Vec::new(),
             list_hash: xxhash_rust::xxh3::Xxh3::new(),
-            suppress: self.suppressions()?,
+            suppress,
             suppressed: Vec::new(),
         };
-        journal.plan_start()?;
+        if !self.shared() {
+            journal.plan_start()?;
+        }
         let result = (|| -> Result<()> {
             let mut chunk = Vec::with_capacity(CHUNK);
             loop {
@@ -510,7 +529,10 @@ impl Sending<'_> {
                 queue: VecDeque::new(),
                 claimed: 0,
                 limit: self.options.limit,
-                batch: (self.options.concurrency * 8).clamp(16, 256),
+                // Each claim is a round trip and a scan: a few dozen
+                // letters per connection at a time, so that the claims
+                // cost little per letter and the last ones still spread.
+                batch: (self.options.concurrency * 32).clamp(32, 256),
             });
         }
         let feed = Mutex::new(feed);
@@ -527,6 +549,9 @@ impl Sending<'_> {
             halt: AtomicBool::new(false),
             build_ahead: self.options.concurrency
                 < std::thread::available_parallelism().map_or(1, |n| n.get()),
+            // Not with --rate: the letters wait anyway, and a mark would
+            // only wait longer.
+            ahead: self.journal.ahead() && self.options.interval.is_none() && !self.options.dry_run,
         };
         std::thread::scope(|s| {
             for _ in 0..self.options.concurrency.max(1) {
@@ -593,7 +618,7 @@ struct Planner<'s, 'a> {
 
 impl Planner<'_, '_> {
     /// Decides what to do with one row; returns its journal entry unless it
-    /// is a duplicate.
+    /// is a duplicate (or, with a shared journal, there already, unchanged).
     fn consider(&mut self, p: Planned, summary: &mut Summary) -> Option<(String, Planned)> {
         let s = self.sending;
         let opts = s.options;
@@ -694,6 +719,17 @@ impl Planner<'_, '_> {
                 }
             }
         }
+        // Workers of a shared campaign start with the same list: the
+        // second and later ones have nothing to write for a row the
+        // journal holds unchanged, and hold the plan's lock (which keeps
+        // the others from starting) for less time.
+        let unchanged = self
+            .known
+            .get(&k)
+            .is_some_and(|was| was.fingerprint == p.fingerprint && was.row == p.row);
+        if unchanged && s.shared() {
+            return None;
+        }
         Some((k, p))
     }
 
@@ -753,10 +789,13 @@ struct Claims {
 impl Feed {
     /// The next row to send, with its address when a shared journal handed
     /// it out; `None` when all are handed out or the run stops.
+    /// Without `wait`, `None` also when the journal has nothing to hand
+    /// out now but may have later.
     fn next(
         &mut self,
         journal: &dyn Journal,
         stop: &AtomicBool,
+        wait: bool,
     ) -> Option<(Recipient, Option<String>)> {
         if let Some(c) = &mut self.shared {
             loop {
@@ -785,6 +824,7 @@ impl Feed {
                     }
                     // Other workers hold recipients that come back if
                     // their lease runs out.
+                    Ok(Claim::Wait) if !wait => return None,
                     Ok(Claim::Wait) => {
                         sleep_until(Instant::now() + Duration::from_millis(200), stop)
                     }
@@ -838,6 +878,9 @@ struct Senders<'s, 'a> {
     halt: AtomicBool,
     /// Each sender has a helper thread that builds its next letter.
     build_ahead: bool,
+    /// Each sender marks its next letter in flight while it sends the
+    /// current one ([`Journal::ahead`]).
+    ahead: bool,
 }
 
 impl Senders<'_, '_> {
@@ -875,43 +918,142 @@ impl Senders<'_, '_> {
     /// while it waits for the server: then a helper thread builds its next
     /// letter meanwhile (one ahead, no more). With as many senders as cores
     /// or more, the other senders fill that time, and a handoff would only
-    /// add context switches, so each builds its own.
+    /// add context switches, so each builds its own. Whoever builds the
+    /// next letter also marks it in flight ahead, when the journal wants
+    /// that ([`Senders::mark`]).
     fn sender(&self) {
         if !self.build_ahead {
-            while let Some(next) = self.next_letter() {
-                if !self.handle(next) {
+            // The sender builds (and marks) its next letter itself before
+            // it sends the current one, but does not wait for one: the
+            // other workers may hold the rest of the list.
+            let mut marked: Option<(Built, Ahead)> = None;
+            loop {
+                let (built, mark) = match marked.take() {
+                    Some((b, a)) => (b, Some(a)),
+                    None => match self.take(true) {
+                        Some(b) => (b, None),
+                        None => return,
+                    },
+                };
+                if self.ahead && !self.stopped() {
+                    marked = self.take(false).and_then(|b| self.mark(b));
+                }
+                if !self.send_one(&built, mark) {
+                    if let Some((_, a)) = marked {
+                        self.release(a);
+                    }
                     return;
                 }
             }
-            return;
         }
         std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::sync_channel(0);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(Built, Option<Ahead>)>(0);
             s.spawn(move || {
-                while let Some(next) = self.next_letter() {
+                while let Some(b) = self.take(true) {
+                    let next = match self.ahead && !self.stopped() {
+                        true => match self.mark(b) {
+                            Some((b, a)) => (b, Some(a)),
+                            None => return,
+                        },
+                        false => (b, None),
+                    };
                     // The sender stopped: the letter stays unsent (not
                     // attempted), as when the run stops before its row.
-                    if tx.send(next).is_err() {
+                    if let Err(std::sync::mpsc::SendError((_, mark))) = tx.send(next) {
+                        if let Some(a) = mark {
+                            self.release(a);
+                        }
                         return;
                     }
                 }
             });
-            for next in rx {
-                if !self.handle(next) {
+            for (built, mark) in rx {
+                if !self.send_one(&built, mark) {
+                    // Dropping the receiver stops the helper.
                     return;
                 }
             }
         });
     }
 
+    /// Marks `built` in flight ahead of its turn (see [`Journal::ahead`]):
+    /// the commit runs while the sender sends its current letter, so that
+    /// this one's MAIL FROM need not wait for the database. One letter
+    /// ahead per sender, never more: a crash leaves at most one recipient
+    /// per connection in flight that was never started (ambiguous on
+    /// resume, see [`Journal::begin_ahead`]); a mark left over when the
+    /// sender stops is undone. `None` on a journal error (the run stops).
+    fn mark(&self, built: Built) -> Option<(Built, Ahead)> {
+        let journal = self.sending.journal;
+        match journal.begin_ahead(&key_of(&built), &built.message_id()) {
+            Ok(a) => Some((built, a)),
+            Err(e) => {
+                self.journalled(Err(e));
+                None
+            }
+        }
+    }
+
+    /// Paces, then delivers one letter; false when this sender must stop
+    /// (a mark made ahead for it is then undone).
+    fn send_one(&self, built: &Built, mark: Option<Ahead>) -> bool {
+        let s = self.sending;
+        if !self.journalled(self.pace.wait(s.journal, s.stop)) || self.stopped() {
+            if let Some(a) = mark {
+                self.release(a);
+            }
+            return false;
+        }
+        self.deliver(built, mark)
+    }
+
+    /// Undoes a mark made ahead whose letter is not sent.
+    fn release(&self, a: Ahead) {
+        self.journalled(self.sending.journal.release(a));
+    }
+
+    /// The next letter to deliver; rows that cannot be built are reported
+    /// (the plan checked the address only: other problems of the row, a
+    /// bad From or a failing helper, show here), and a dry run only counts
+    /// them. `None` when there are none or the run stops.
+    /// With `wait` false, a shared journal's claim that would have to
+    /// wait for other workers gives `None` instead.
+    fn take(&self, wait: bool) -> Option<Built> {
+        let s = self.sending;
+        loop {
+            let built = match self.next_letter(wait)? {
+                Ok(b) => b,
+                Err(p) => {
+                    self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    (s.on_event)(Event::Problem(&p));
+                    continue;
+                }
+            };
+            for w in &built.letter.warnings {
+                (s.on_event)(Event::Problem(w));
+            }
+            if s.options.dry_run {
+                self.counters.started.fetch_add(1, Ordering::Relaxed);
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                (s.on_event)(Event::Progress);
+                continue;
+            }
+            return Some(built);
+        }
+    }
+
     /// The next planned row, built; `None` when the list is done or the
     /// run stops.
-    fn next_letter(&self) -> Option<std::result::Result<Built, Problem>> {
+    fn next_letter(&self, wait: bool) -> Option<std::result::Result<Built, Problem>> {
         if self.stopped() {
             return None;
         }
         let s = self.sending;
-        let (r, claimed) = self.feed.lock().expect("feed").next(s.journal, s.stop)?;
+        let (r, claimed) = self
+            .feed
+            .lock()
+            .expect("feed")
+            .next(s.journal, s.stop, wait)?;
         let built = s.builder.build(&r);
         if let (Err(p), Some(address)) = (&built, claimed) {
             // Left pending, another worker would claim it again: with a
@@ -919,35 +1061,6 @@ impl Senders<'_, '_> {
             self.journalled(s.journal.finish(&address, State::Failed, None, &p.message));
         }
         Some(built)
-    }
-
-    /// Reports, journals and delivers one built letter. False when this
-    /// sender must stop.
-    fn handle(&self, next: std::result::Result<Built, Problem>) -> bool {
-        let s = self.sending;
-        let built = match next {
-            Ok(b) => b,
-            Err(p) => {
-                // The plan checked the address only: other problems of the
-                // row (a bad From, a failing helper) show here.
-                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                (s.on_event)(Event::Problem(&p));
-                return true;
-            }
-        };
-        for w in &built.letter.warnings {
-            (s.on_event)(Event::Problem(w));
-        }
-        if s.options.dry_run {
-            self.counters.started.fetch_add(1, Ordering::Relaxed);
-            self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-            (s.on_event)(Event::Progress);
-            return true;
-        }
-        if !self.journalled(self.pace.wait(s.journal, s.stop)) {
-            return false;
-        }
-        !self.stopped() && self.deliver(&built)
     }
 
     /// Stops the run because the destination cannot be used; the letter
@@ -965,11 +1078,12 @@ impl Senders<'_, '_> {
     }
 
     /// Delivers one letter, retrying transient failures; journals each
-    /// attempt. False when this sender must stop.
-    fn deliver(&self, built: &Built) -> bool {
+    /// attempt (the first one's mark in flight may have been made ahead).
+    /// False when this sender must stop.
+    fn deliver(&self, built: &Built, mut mark: Option<Ahead>) -> bool {
         let s = self.sending;
         let (opts, journal, c) = (s.options, s.journal, &self.counters);
-        let key = built.letter.parts.to.address.to_ascii_lowercase();
+        let key = key_of(built);
         let envelope = Envelope {
             to: opts
                 .redirect_to
@@ -982,7 +1096,11 @@ impl Senders<'_, '_> {
         let message_id = built.message_id();
         let mut tries = 0u32;
         loop {
-            if !self.journalled(journal.begin(&key, &message_id)) {
+            let marked = match mark.take() {
+                Some(a) => journal.ready(a),
+                None => journal.begin(&key, &message_id),
+            };
+            if !self.journalled(marked) {
                 return false;
             }
             if tries == 0 {
@@ -1033,11 +1151,15 @@ impl Senders<'_, '_> {
                     (State::Failed, code, reply)
                 }
             };
-            // An acceptance rides with the next letter's in-flight commit
-            // (one commit per letter), unless --rate spaces the letters out:
-            // then it would wait long, and is committed now.
+            // An outcome rides with the next letter's in-flight commit (one
+            // commit per letter), unless --rate spaces the letters out: then
+            // it would wait long, and is committed now. A failure waits for
+            // its own commit where that costs little (SQLite).
             let written = match state {
                 State::Accepted if opts.interval.is_none() => journal.accepted_later(&key, &reply),
+                State::Failed | State::Ambiguous if opts.interval.is_none() => {
+                    journal.finished_later(&key, state, code, &reply)
+                }
                 _ => journal.finish(&key, state, code, &reply),
             };
             let ok = self.journalled(written);
@@ -1045,6 +1167,11 @@ impl Senders<'_, '_> {
             return ok;
         }
     }
+}
+
+/// A letter's key in the journal: its lower-cased address.
+fn key_of(built: &Built) -> String {
+    built.letter.parts.to.address.to_ascii_lowercase()
 }
 
 /// The pacing of `--rate`: each sender reserves the next start time.

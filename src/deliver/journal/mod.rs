@@ -90,7 +90,8 @@ pub fn copy(from: &Location, to: &Location) -> Result<usize> {
 /// A journal opened for sending has one owner at a time: the backend keeps a
 /// second sender out. Writes of concurrent sender threads may be committed
 /// in groups, but [`Journal::begin`] returns only once its record is
-/// committed, so MAIL FROM never starts before `inflight` is stored.
+/// committed (and [`Journal::ready`] only once a mark made ahead is), so
+/// MAIL FROM never starts before `inflight` is stored.
 pub trait Journal: Send + Sync {
     /// Where the journal is (a path, a URL without its password), for
     /// messages.
@@ -122,6 +123,46 @@ pub trait Journal: Send + Sync {
     /// the record is committed.
     fn begin(&self, address: &str, message_id: &str) -> Result<()>;
 
+    /// Whether a mark in flight costs the sender a wait worth hiding (a
+    /// round trip to a database server): then a sender marks its next
+    /// letter with [`Journal::begin_ahead`] while it sends the current one.
+    fn ahead(&self) -> bool {
+        false
+    }
+
+    /// Marks a recipient in flight like [`Journal::begin`], but returns
+    /// before the commit, which runs while the sender's current letter is
+    /// sent (with the outcomes queued so far). The letter may be handed to
+    /// the sink only once [`Journal::ready`] accepts the mark; a mark whose
+    /// letter is not sent after all (the run stops) is undone with
+    /// [`Journal::release`].
+    ///
+    /// The trade: a process killed between this commit and MAIL FROM
+    /// leaves a recipient in flight whose letter was never started, so it
+    /// is ambiguous on resume (never resent automatically) though nobody
+    /// got it. A sender marks at most one letter ahead: at most one such
+    /// recipient per SMTP connection.
+    fn begin_ahead(&self, address: &str, message_id: &str) -> Result<Ahead> {
+        Ok(Ahead::settled(address, self.begin(address, message_id)))
+    }
+
+    /// Waits for the commit of a mark made ahead; `Ok` when its letter may
+    /// be handed to the sink now (for a shared journal: this worker's lease
+    /// is known to be good, so no other worker can have taken it).
+    fn ready(&self, ahead: Ahead) -> Result<()> {
+        ahead.wait(|| self.unsupported("marks written ahead"))
+    }
+
+    /// Undoes a mark made ahead whose letter was not handed to the sink:
+    /// the recipient is sent later as if it had never been marked.
+    fn release(&self, ahead: Ahead) -> Result<()> {
+        let address = ahead.address.clone();
+        if self.ready(ahead).is_err() {
+            return Ok(());
+        }
+        self.finish(&address, State::Pending, None, "")
+    }
+
     /// Records the outcome of an attempt. It may be committed together
     /// with other threads' writes, and after this returns; a failed commit
     /// is reported by a later write.
@@ -134,6 +175,21 @@ pub trait Journal: Send + Sync {
     /// on resume (never sent twice, listed for a look), as a crash between
     /// the server's reply and any commit would.
     fn accepted_later(&self, address: &str, reply: &str) -> Result<()>;
+
+    /// Records a final outcome that is not an acceptance (failed,
+    /// ambiguous) as [`Journal::accepted_later`] records an acceptance,
+    /// with the same trade, where a commit of its own would make the
+    /// sender wait a round trip ([`Journal::ahead`]). By default it is
+    /// committed as [`Journal::finish`] commits it.
+    fn finished_later(
+        &self,
+        address: &str,
+        state: State,
+        code: Option<u16>,
+        reply: &str,
+    ) -> Result<()> {
+        self.finish(address, state, code, reply)
+    }
 
     /// Commits every write still queued.
     fn flush(&self) -> Result<()>;
@@ -217,6 +273,40 @@ pub fn feedback_if_kept(journal: &dyn Journal) -> Result<Vec<Feedback>> {
     match journal.feedback() {
         Err(Error::Unsupported { .. }) => Ok(Vec::new()),
         other => other,
+    }
+}
+
+/// A recipient marked in flight ahead of its letter
+/// ([`Journal::begin_ahead`]): the commit may still be under way.
+#[derive(Debug)]
+pub struct Ahead {
+    /// The lower-cased address.
+    pub address: String,
+    committed: std::sync::mpsc::Receiver<Result<()>>,
+}
+
+impl Ahead {
+    /// A mark whose commit is under way: the sender hears how it ended.
+    pub(crate) fn pending(address: &str) -> (Ahead, std::sync::mpsc::Sender<Result<()>>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ahead = Ahead {
+            address: address.to_string(),
+            committed: rx,
+        };
+        (ahead, tx)
+    }
+
+    /// A mark already committed, or refused.
+    pub(crate) fn settled(address: &str, result: Result<()>) -> Ahead {
+        let (ahead, tx) = Ahead::pending(address);
+        let _ = tx.send(result);
+        ahead
+    }
+
+    /// Waits for the commit; `gone` is the error when the writer went away
+    /// without a word.
+    pub(crate) fn wait(self, gone: impl FnOnce() -> Error) -> Result<()> {
+        self.committed.recv().unwrap_or_else(|_| Err(gone()))
     }
 }
 
