@@ -293,6 +293,11 @@ List-Unsubscribe: <https://prizes.example.org/u?e={{email}}>
     assert_eq!(v["spam"]["required"], 5.0);
     let rules = v["spam"]["rules"].as_array().unwrap();
     assert!(rules.iter().any(|r| r["name"] == "SUBJ_ALL_CAPS"), "{v}");
+    // One template, one letter scored; no language to name.
+    let letters = v["spam_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{v}");
+    assert_eq!(letters[0]["points"], v["spam"]["points"]);
+    assert!(letters[0].get("lang").is_none(), "{v}");
 }
 
 #[test]
