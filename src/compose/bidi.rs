@@ -10,8 +10,8 @@
 //! are. The text part has no markup: a value is isolated there with FSI …
 //! PDI (U+2068 … U+2069) by the text registry's escape function, and only
 //! when it holds a strong character of the other direction than the
-//! letter's (see [`isolate_text`]); values next to each other are isolated
-//! as one unit, as in the HTML (see [`isolate_text_runs`]). Headers are never touched (RFC 2047
+//! letter's (see `isolate_text`); values next to each other are isolated
+//! as one unit, as in the HTML (see `isolate_text_runs`). Headers are never touched (RFC 2047
 //! words carry no direction marks). This file does no I/O.
 
 use crate::compose::pieces::{kind, tag, Kind};

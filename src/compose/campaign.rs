@@ -1,6 +1,6 @@
 //! A campaign: its compiled templates ([`Variant`]) and which one each
 //! recipient gets. Nothing here reads files beyond what [`TemplateFile`]
-//! and [`Variant::compile`] read.
+//! and [`Variant::compile_in`] read.
 
 use handlebars::Context;
 
@@ -96,7 +96,7 @@ impl LangColumn {
 
 impl Campaign {
     /// Compiles `template` for a list with `columns` (named `csv` in
-    /// messages); see [`Variant::compile`].
+    /// messages); see [`Variant::compile_in`].
     pub fn compile(template: TemplateFile, columns: &Columns, csv: &str) -> Result<Campaign> {
         Self::compile_with(template, columns, csv, Default::default())
     }

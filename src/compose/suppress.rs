@@ -33,7 +33,7 @@ impl std::fmt::Display for Entry {
 }
 
 /// The reason a line of a suppression file gives for a soft bounce: it
-/// suppresses only once it appears for [`Suppressions::soft_limit`]
+/// suppresses only once it appears for `Suppressions::soft_limit`
 /// campaigns.
 pub const SOFT_BOUNCE: &str = "soft-bounce";
 

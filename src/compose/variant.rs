@@ -299,6 +299,14 @@ fn parse_error(
 }
 
 impl Variant {
+    /// [`Variant::compile_in`] with no language and the default options,
+    /// for the tests.
+    #[cfg(test)]
+    pub fn compile(template: TemplateFile, columns: &Columns, csv: &str) -> Result<Variant> {
+        let (attach, fonts) = (Default::default(), Default::default());
+        Self::compile_in(template, None, columns, csv, attach, fonts)
+    }
+
     /// Compiles `template` for a list with `columns` (named `csv` in
     /// messages). Fails on the first template error or missing variable.
     ///
@@ -311,38 +319,12 @@ impl Variant {
     /// So `{{name}} <{{email}}>` with the name `Lee, Ann`, and a literal
     /// `"Lee, Ann" <a@x.org>`, keep working, and the verdict is the same for
     /// every list.
-    pub fn compile(template: TemplateFile, columns: &Columns, csv: &str) -> Result<Variant> {
-        Self::compile_with(template, columns, csv, Default::default())
-    }
-
-    /// [`Variant::compile`] with attachment options other than the
-    /// defaults.
-    pub fn compile_with(
-        template: TemplateFile,
-        columns: &Columns,
-        csv: &str,
-        attach: crate::compose::attach::Options,
-    ) -> Result<Variant> {
-        let fonts = fidelity::RemoteFonts::default();
-        Self::compile_with_fonts(template, columns, csv, attach, fonts)
-    }
-
-    /// [`Variant::compile_with`], with the web fonts linked as `fonts`
-    /// says (`--no-remote-fonts`).
-    pub fn compile_with_fonts(
-        template: TemplateFile,
-        columns: &Columns,
-        csv: &str,
-        attach: crate::compose::attach::Options,
-        fonts: fidelity::RemoteFonts,
-    ) -> Result<Variant> {
-        Self::compile_in(template, None, columns, csv, attach, fonts)
-    }
-
-    /// [`Variant::compile_with_fonts`] for a letter in language `lang`:
-    /// the variant's tag from its file name, else the `<mjml lang>` the
-    /// template writes. A right-to-left language's MJML is mirrored
-    /// ([`rtl::prepare`]) and its text part isolates left-to-right values.
+    ///
+    /// The letter is in language `lang`: the variant's tag from its file
+    /// name, else the `<mjml lang>` the template writes. A right-to-left
+    /// language's MJML is mirrored ([`rtl::prepare`]) and its text part
+    /// isolates left-to-right values. `attach` are the attachment options,
+    /// `fonts` says which web fonts the letter links (`--no-remote-fonts`).
     pub fn compile_in(
         template: TemplateFile,
         lang: Option<Tag>,
@@ -820,7 +802,7 @@ impl Variant {
     /// `c15>, <mailto:evil@example.org` stays inside its URI as
     /// `c15%3E%2C%20%3Cmailto%3Aevil%40example.org`; so a whole URL cannot
     /// come from `{{column}}`, and a template where it would (the URL has no
-    /// scheme of its own) is refused by [`Variant::compile`].
+    /// scheme of its own) is refused by [`Variant::compile_in`].
     /// `{{{column}}}` merges the value raw, for a column that holds a whole
     /// URL; such a value is
     /// checked instead: the result must be `<uri>`s separated by commas,

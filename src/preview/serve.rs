@@ -12,9 +12,9 @@
 //! the template is watched from then on.
 //! HTTP is served here, not by a crate: `tiny_http` buffers a request head
 //! of any size and starts a thread per connection. A fixed pool of
-//! [`WORKERS`] threads each accepts and answers one connection at a time
+//! `WORKERS` threads each accepts and answers one connection at a time
 //! (more wait in the kernel's queue), and a request head is read into at
-//! most [`MAX_HEAD`] bytes. Only a few GETs are answered, each on a
+//! most `MAX_HEAD` bytes. Only a few GETs are answered, each on a
 //! connection of its own.
 
 use std::collections::HashMap;

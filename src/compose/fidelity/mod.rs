@@ -109,7 +109,7 @@ pub fn prepare(mjml: &str) -> (Cow<'_, str>, Carried) {
 /// A file `mj-include` brings in, prepared as [`prepare`] prepares the
 /// template, but for what needs the whole letter: its conditional comments
 /// stay (mrml parses them), and its buttons' titles and tables' roles are
-/// not counted (so none are put back when it holds any: [`add_in_order`]
+/// not counted (so none are put back when it holds any: `add_in_order`
 /// finds more than it was told of).
 pub fn prepare_included(mjml: &str) -> Cow<'_, str> {
     let mut out = escape_attribute_values(mjml);
