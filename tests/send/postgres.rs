@@ -17,6 +17,17 @@ fn pg_send(camp: &Camp, url: &str, journal: &str, extra: &[&str]) -> Output {
     run_env(&a, &PgCluster::get().env())
 }
 
+/// `letterpress` with `args`, against the test cluster, in the background.
+fn spawn_worker<S: AsRef<std::ffi::OsStr>>(args: &[S], stdout: Stdio, stderr: Stdio) -> Child {
+    letterpress()
+        .args(args)
+        .envs(PgCluster::get().env())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 fn counts(pg: &PgCluster, db: &str) -> HashMap<String, usize> {
     pg.try_psql(
         db,
@@ -48,13 +59,7 @@ fn three_workers_share_a_campaign_and_status_shows_each() {
                 a.push("2".into());
                 a
             };
-            letterpress()
-                .args(&args)
-                .envs(pg.env())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            spawn_worker(&args, Stdio::piped(), Stdio::piped())
         })
         .collect();
     let mut accepted = 0;
@@ -180,13 +185,11 @@ fn workers_with_other_inputs_are_refused_naming_the_file() {
     let camp = Camp::new(20);
     let sink = SmtpSink::start(&["-w", "1"]);
     // The first worker sends slowly (the sink waits 1 s per DATA).
-    let mut first = letterpress()
-        .args(camp.args(&sink.url(), &["--journal", &journal, "--concurrency", "1"]))
-        .envs(pg.env())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = spawn_worker(
+        &camp.args(&sink.url(), &["--journal", &journal, "--concurrency", "1"]),
+        Stdio::null(),
+        Stdio::null(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while n(&counts(pg, "inputs"), "inflight") == 0 {
         assert!(Instant::now() < deadline, "the first worker never started");
@@ -229,8 +232,8 @@ fn a_dropped_database_connection_makes_in_flight_ambiguous_and_returns_the_rest(
     // 2 s per DATA: the two letters in flight are mid-transaction when
     // the connection goes.
     let sink = SmtpSink::start(&["-w", "2"]);
-    let child = letterpress()
-        .args(camp.args(
+    let child = spawn_worker(
+        &camp.args(
             &sink.url(),
             &[
                 "--journal",
@@ -240,12 +243,10 @@ fn a_dropped_database_connection_makes_in_flight_ambiguous_and_returns_the_rest(
                 "--lease",
                 "60s",
             ],
-        ))
-        .envs(pg.env())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ),
+        Stdio::piped(),
+        Stdio::piped(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while n(&counts(pg, "dropped"), "inflight") < 2 {
         assert!(Instant::now() < deadline, "nothing in flight");
@@ -370,8 +371,8 @@ fn the_rate_is_shared_by_the_workers_and_failed_rows_are_retried_on_request() {
     let started = Instant::now();
     let workers: Vec<Child> = (0..2)
         .map(|_| {
-            letterpress()
-                .args(camp.args(
+            spawn_worker(
+                &camp.args(
                     &sink.url(),
                     &[
                         "--journal",
@@ -381,12 +382,10 @@ fn the_rate_is_shared_by_the_workers_and_failed_rows_are_retried_on_request() {
                         "--concurrency",
                         "1",
                     ],
-                ))
-                .envs(pg.env())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
+                ),
+                Stdio::null(),
+                Stdio::null(),
+            )
         })
         .collect();
     for mut w in workers {
@@ -457,15 +456,7 @@ fn chaos_kill_restart_and_pause_workers_nothing_twice_nothing_lost() {
             "--quiet",
         ],
     );
-    let spawn = || -> Child {
-        letterpress()
-            .args(&args)
-            .envs(pg.env())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || -> Child { spawn_worker(&args, Stdio::null(), Stdio::piped()) };
     let signal = |sig: &str, c: &Child| {
         Command::new("kill")
             .args([sig, &c.id().to_string()])
