@@ -36,6 +36,28 @@ fn wait_for_files(dir: &Path, n: usize, postfix: &Postfix) -> Vec<std::path::Pat
 /// Makes `postfix` the final destination of `domains`, with a Maildir for
 /// each of `mailboxes` (`address folder/`) below the returned folder; any
 /// other address of those domains does not exist, and Postfix bounces it.
+/// `send TEMPLATE CSV --sendmail=<the instance's> --journal JOURNAL --json`,
+/// and `extra`.
+fn send_through(
+    postfix: &Postfix,
+    template: &Path,
+    csv: &Path,
+    journal: &Path,
+    extra: &[&str],
+) -> Output {
+    let mut a = vec![
+        "send".to_string(),
+        template.display().to_string(),
+        csv.display().to_string(),
+        format!("--sendmail={}", postfix.sendmail().display()),
+        "--journal".into(),
+        journal.display().to_string(),
+        "--json".into(),
+    ];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    run_env(&a, &postfix.env())
+}
+
 fn host(postfix: &mut Postfix, domains: &str, mailboxes: &[(&str, &str)]) -> std::path::PathBuf {
     let base = postfix.dir().join("mail");
     std::fs::create_dir(&base).unwrap();
@@ -83,17 +105,13 @@ fn postfix_bounces_are_classified_matched_and_suppressed_in_the_next_send() {
     );
     let journal = d.join("campaign.sqlite");
     let send = |journal: &Path, extra: &[&str]| {
-        let mut a = vec![
-            "send".to_string(),
-            d.join("news.mjml").display().to_string(),
-            d.join("list.csv").display().to_string(),
-            format!("--sendmail={}", postfix.sendmail().display()),
-            "--journal".into(),
-            journal.display().to_string(),
-            "--json".into(),
-        ];
-        a.extend(extra.iter().map(|s| s.to_string()));
-        run_env(&a, &postfix.env())
+        send_through(
+            &postfix,
+            &d.join("news.mjml"),
+            &d.join("list.csv"),
+            journal,
+            extra,
+        )
     };
     let r = send(&journal, &[]);
     r.expect_code(0);
@@ -239,18 +257,14 @@ fn the_example_campaign_sent_again_after_bounces_skips_the_bounced_and_the_compl
 
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("weremember.sqlite");
-    let send = |journal: &std::path::Path, extra: &[&str]| {
-        let mut a = vec![
-            "send".to_string(),
-            example_template().display().to_string(),
-            example_csv().display().to_string(),
-            format!("--sendmail={}", postfix.sendmail().display()),
-            "--journal".into(),
-            journal.display().to_string(),
-            "--json".into(),
-        ];
-        a.extend(extra.iter().map(|s| s.to_string()));
-        run_env(&a, &postfix.env())
+    let send = |journal: &Path, extra: &[&str]| {
+        send_through(
+            &postfix,
+            &example_template(),
+            &example_csv(),
+            journal,
+            extra,
+        )
     };
     let r = send(&journal, &[]);
     r.expect_code(0);
