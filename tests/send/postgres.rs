@@ -329,7 +329,7 @@ fn a_schema_of_a_newer_letterpress_is_refused() {
     pg_send(&camp, &sink.url(), &journal, &[]).expect_code(0);
     assert_eq!(
         pg.psql("newer", "SELECT version FROM letterpress_schema"),
-        "1"
+        "2"
     );
     pg.psql("newer", "UPDATE letterpress_schema SET version = 99");
     for args in [
@@ -360,6 +360,74 @@ fn a_schema_of_a_newer_letterpress_is_refused() {
         ),
         "0"
     );
+}
+
+/// Schema 2 keeps a letter's in-flight mark and outcome off every index
+/// (heap-only updates): a journal of schema 1 is migrated in place, and
+/// its campaign goes on where it stopped.
+#[test]
+fn a_journal_of_schema_1_is_migrated_and_its_campaign_goes_on() {
+    let pg = PgCluster::get();
+    let journal = pg.database("schema1");
+    let camp = Camp::new(40);
+    let sink = SmtpSink::start(&[]);
+    pg_send(&camp, &sink.url(), &journal, &["--limit", "15"]).expect_code(0);
+    // The tables as schema 1 made them.
+    pg.psql(
+        "schema1",
+        "ALTER TABLE letterpress_recipients DROP COLUMN pool;
+         ALTER TABLE letterpress_recipients RESET (fillfactor);
+         CREATE INDEX letterpress_claimable ON letterpress_recipients (row)
+             WHERE worker IS NULL AND state IN ('pending', 'deferred');
+         CREATE INDEX letterpress_held ON letterpress_recipients (worker)
+             WHERE worker IS NOT NULL;
+         UPDATE letterpress_schema SET version = 1",
+    );
+    pg.psql("schema1", "SELECT pg_stat_reset()");
+    let indexes = "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes
+                   WHERE tablename = 'letterpress_recipients'";
+    assert_eq!(
+        pg.psql("schema1", indexes),
+        "letterpress_claimable,letterpress_held,letterpress_recipients_pkey"
+    );
+    let out = pg_send(&camp, &sink.url(), &journal, &[]);
+    out.expect_code(0);
+    assert_eq!(summary(&out)["accepted"], 25);
+    assert_eq!(summary(&out)["already_accepted"], 15);
+    assert_eq!(sink.count(), 40, "nobody got a letter twice");
+    assert_eq!(
+        pg.psql("schema1", "SELECT version FROM letterpress_schema"),
+        "2"
+    );
+    assert_eq!(
+        pg.psql("schema1", indexes),
+        "letterpress_pool,letterpress_recipients_pkey"
+    );
+    assert_eq!(
+        pg.psql(
+            "schema1",
+            "SELECT reloptions::text FROM pg_class WHERE relname = 'letterpress_recipients'"
+        ),
+        "{fillfactor=70}"
+    );
+    // The marks and outcomes of the 25 were heap-only updates (the server
+    // publishes its counts when the workers' sessions end).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let hot: u64 = pg
+            .psql(
+                "schema1",
+                "SELECT n_tup_hot_upd FROM pg_stat_user_tables
+                 WHERE relname = 'letterpress_recipients'",
+            )
+            .parse()
+            .unwrap();
+        if hot > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no heap-only update");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -55,7 +55,7 @@ use crate::secret::Secret;
 
 /// The layout of the tables; a database with a higher one was written by a
 /// newer letterpress and is refused.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Taken while the schema is made or migrated, and while a plan is written.
 const LOCK_KEY: i64 = 0x4C50_5253;
@@ -74,7 +74,18 @@ pub struct Target {
 
 /// The migrations, in order: `MIGRATIONS[v]` takes a schema from version
 /// `v` to `v + 1`.
-const MIGRATIONS: [&str; 1] = ["
+///
+/// Schema 2 keeps the writes of each letter off the indexes, so that they
+/// are heap-only updates (HOT): the in-flight mark and the outcome change
+/// no indexed column, and the pages keep room for the new row versions
+/// (fillfactor 70). Only the claim, which takes a row out of the pool,
+/// touches an index. Schema 1 indexed `state` and `worker` (in partial
+/// indexes), so every write of every letter added index entries, and the
+/// dead ones piled up faster than they were cleaned: at 50,000 letters the
+/// server spent 460–660 µs a letter against 190 µs now. The rows a worker
+/// holds are found without an index, by the reaping, which is rare.
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE letterpress_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE letterpress_workers (
     id          serial PRIMARY KEY,
@@ -105,7 +116,16 @@ CREATE INDEX letterpress_claimable ON letterpress_recipients (row)
 CREATE INDEX letterpress_held ON letterpress_recipients (worker) WHERE worker IS NOT NULL;
 CREATE TABLE letterpress_pace (id integer PRIMARY KEY, next_start timestamptz NOT NULL);
 INSERT INTO letterpress_pace VALUES (1, clock_timestamp());
-"];
+",
+    "
+ALTER TABLE letterpress_recipients SET (fillfactor = 70);
+ALTER TABLE letterpress_recipients ADD COLUMN pool boolean
+    GENERATED ALWAYS AS (worker IS NULL AND state IN ('pending', 'deferred')) STORED;
+DROP INDEX letterpress_claimable;
+DROP INDEX letterpress_held;
+CREATE INDEX letterpress_pool ON letterpress_recipients (row) WHERE pool;
+",
+];
 
 /// The lease of the worker `$1` is still good.
 const LEASE_OK: &str = "EXISTS (SELECT 1 FROM letterpress_workers w
@@ -331,6 +351,14 @@ pub struct PgJournal {
     commit_stmt: Option<Statement>,
     /// The claim of a batch, prepared likewise.
     claim_stmt: Option<Statement>,
+    /// The last row this worker claimed: its next claim looks past it
+    /// first. The rows before it were claimed (by this worker or others),
+    /// and the index still lists them until they are cleaned up, so a
+    /// claim from the top would step over more of them at every claim:
+    /// a campaign's claims would cost O(rows²) (7.6 ms a claim of 10,000
+    /// rows, measured). Rows that come back to the pool behind it are
+    /// claimed when nothing is left past it.
+    claimed_up_to: std::sync::atomic::AtomicI64,
     /// The transaction of a plan is open.
     planning: AtomicBool,
     target: Target,
@@ -351,16 +379,17 @@ impl PgJournal {
             .map(|_| {
                 conn.run(conn.client.prepare(&format!(
                     "WITH fin AS (
-               UPDATE letterpress_recipients r SET state = f.state, code = f.code,
-                 reply = f.reply, updated = $8,
-                 worker = CASE WHEN f.state = 'deferred' THEN r.worker END
-               FROM unnest($4::text[], $5::text[], $6::int4[], $7::text[])
-                 AS f(address, state, code, reply)
-               WHERE r.address = f.address AND r.worker = $1 RETURNING 1)
+               UPDATE letterpress_recipients r SET updated = $8,
+                 state = ($5::text[])[array_position($4::text[], r.address)],
+                 code = ($6::int4[])[array_position($4::text[], r.address)],
+                 reply = ($7::text[])[array_position($4::text[], r.address)],
+                 worker = CASE WHEN ($5::text[])[array_position($4::text[], r.address)]
+                   = 'deferred' THEN r.worker END
+               WHERE r.address = ANY($4::text[]) AND r.worker = $1 RETURNING 1)
              UPDATE letterpress_recipients r SET state = 'inflight',
-               attempts = r.attempts + 1, message_id = b.mid, updated = $8
-             FROM unnest($2::text[], $3::text[]) AS b(address, mid)
-             WHERE r.address = b.address AND r.worker = $1 AND {LEASE_OK}
+               attempts = r.attempts + 1, updated = $8,
+               message_id = ($3::text[])[array_position($2::text[], r.address)]
+             WHERE r.address = ANY($2::text[]) AND r.worker = $1 AND {LEASE_OK}
              RETURNING r.address"
                 )))
             })
@@ -368,12 +397,10 @@ impl PgJournal {
         let claim_stmt = version
             .map(|_| {
                 conn.run(conn.client.prepare(&format!(
-                    "WITH c AS (
-                       SELECT address FROM letterpress_recipients
-                       WHERE worker IS NULL AND state IN ('pending', 'deferred')
-                       ORDER BY row LIMIT $2 FOR UPDATE SKIP LOCKED)
-                     UPDATE letterpress_recipients r SET worker = $1 FROM c
-                     WHERE r.address = c.address AND {LEASE_OK}
+                    "UPDATE letterpress_recipients r SET worker = $1
+                     WHERE r.address = ANY(ARRAY(
+                       SELECT address FROM letterpress_recipients WHERE pool AND row > $3
+                       ORDER BY row LIMIT $2 FOR UPDATE SKIP LOCKED)) AND {LEASE_OK}
                      RETURNING r.row, r.address"
                 )))
             })
@@ -388,6 +415,7 @@ impl PgJournal {
             unstarted: Mutex::new(HashSet::new()),
             commit_stmt,
             claim_stmt,
+            claimed_up_to: std::sync::atomic::AtomicI64::new(-1),
             planning: AtomicBool::new(false),
             target: target.clone(),
         };
@@ -1388,7 +1416,9 @@ impl Journal for PgJournal {
     fn claim(&self, max: usize) -> Result<Claim> {
         let me = self.worker();
         let c = &self.conn;
-        for _ in 0..2 {
+        // At most: past the last claim, from the top, and again after
+        // reaping the workers whose lease ran out.
+        for _ in 0..3 {
             if self
                 .lease
                 .as_ref()
@@ -1400,14 +1430,22 @@ impl Journal for PgJournal {
                 .claim_stmt
                 .as_ref()
                 .ok_or_else(|| refuse(&c.described, "has no tables (a bug in letterpress)"))?;
-            let rows = c.run(c.client.query(stmt, &[&me, &(max as i64)]))?;
+            let past = self.claimed_up_to.load(Ordering::Relaxed);
+            let rows = c.run(c.client.query(stmt, &[&me, &(max as i64), &past]))?;
             if !rows.is_empty() {
                 let mut got: Vec<(usize, String)> = rows
                     .iter()
                     .map(|r| (r.get::<_, i64>(0) as usize, r.get(1)))
                     .collect();
                 got.sort();
+                let last = got.last().map_or(past, |(row, _)| *row as i64);
+                self.claimed_up_to.store(last, Ordering::Relaxed);
                 return Ok(Claim::Rows(got));
+            }
+            if past >= 0 {
+                // Nothing past the last claim: look from the top.
+                self.claimed_up_to.store(-1, Ordering::Relaxed);
+                continue;
             }
             self.reap()?;
             let r = c.run(c.client.query_one(
@@ -1416,8 +1454,7 @@ impl Journal for PgJournal {
                    (SELECT count(*) FROM letterpress_recipients r
                     JOIN letterpress_workers w ON w.id = r.worker
                     WHERE r.worker <> $1 AND NOT w.gone),
-                   (SELECT count(*) FROM letterpress_recipients
-                    WHERE worker IS NULL AND state IN ('pending', 'deferred'))",
+                   (SELECT count(*) FROM letterpress_recipients WHERE pool)",
                 &[&me],
             ))?;
             if r.get::<_, Option<bool>>(0) != Some(true) {
