@@ -157,6 +157,15 @@ struct Planned {
 /// Rows merged in parallel per plan step.
 const CHUNK: usize = 512;
 
+/// What the plan pass decided.
+struct Plan {
+    /// The rows to send (a shared journal: that this process may claim).
+    send: Vec<usize>,
+    /// A shared journal: those rows, kept from the plan's reading (the
+    /// journal hands them out in any order).
+    rows: Option<HashMap<usize, Recipient>>,
+}
+
 impl Sending<'_> {
     fn campaign(&self) -> &Campaign {
         self.builder.campaign
@@ -169,7 +178,8 @@ impl Sending<'_> {
     }
 
     /// Plans, then sends. `reopen` gives a fresh reader of the list (it is
-    /// read twice); `on_plan` hears the counts once the plan is made.
+    /// read twice, once with a shared journal); `on_plan` hears the counts
+    /// once the plan is made.
     pub fn run(
         &self,
         reopen: &dyn Fn() -> Result<Recipients>,
@@ -181,11 +191,16 @@ impl Sending<'_> {
             journal: self.journal.describe().to_string(),
             ..Summary::default()
         };
-        let to_send = self.plan(reopen()?, &mut summary)?;
-        summary.planned = to_send.len();
+        let plan = self.plan(reopen()?, &mut summary)?;
+        summary.planned = plan.send.len();
         on_plan(&summary);
-        if !to_send.is_empty() {
-            self.deliver_all(reopen()?, to_send, &mut summary)?;
+        if !plan.send.is_empty() {
+            // A shared journal's rows were kept from the plan.
+            let recipients = match plan.rows {
+                Some(_) => None,
+                None => Some(reopen()?),
+            };
+            self.deliver_all(recipients, plan, &mut summary)?;
         }
         summary.seconds = started.elapsed().as_secs_f64();
         summary.journal_round_trips = self.journal.round_trips();
@@ -277,15 +292,24 @@ impl Sending<'_> {
     /// journal. Returns the rows to send, in row order; new recipients are
     /// journalled as pending, all in one transaction, before anything is
     /// sent.
-    fn plan(&self, mut recipients: Recipients, summary: &mut Summary) -> Result<Vec<usize>> {
-        use rayon::prelude::*;
+    fn plan(&self, mut recipients: Recipients, summary: &mut Summary) -> Result<Plan> {
         let journal = self.journal;
         let template_changed = self.check_journal()?;
         let recovered = journal.recover()?;
-        // A shared journal: the plan's lock before the journal is read, so
+        // A shared journal: the whole list is read and fingerprinted first,
+        // then the plan's lock is taken before the journal is read, so
         // that a worker starting together with others reads what the first
-        // one wrote, and need not write it again.
+        // one wrote, and need not write it again; the workers starting
+        // together wait for each other only for that.
+        let mut pre = None;
+        let mut kept = None;
         if self.shared() {
+            let mut chunks = Vec::new();
+            while let Some(chunk) = self.read_chunk(&mut recipients)? {
+                chunks.push(chunk);
+            }
+            pre = Some(chunks.into_iter());
+            kept = Some(HashMap::new());
             journal.plan_start()?;
         }
         let read = journal
@@ -328,55 +352,66 @@ impl Sending<'_> {
             journal.plan_start()?;
         }
         let result = (|| -> Result<()> {
-            let mut chunk = Vec::with_capacity(CHUNK);
             loop {
-                chunk.clear();
-                while chunk.len() < CHUNK {
-                    match recipients.next_row()? {
-                        Some(r) => chunk.push(r),
-                        None => break,
-                    }
-                }
-                if chunk.is_empty() {
-                    return Ok(());
-                }
-                let campaign = self.campaign();
-                let planned: Vec<_> = chunk
-                    .par_drain(..)
-                    .map(|row| {
-                        row.and_then(|r| {
-                            Ok(Planned {
-                                address: campaign.recipient(&r)?.address,
-                                row: r.row,
-                                line: r.line,
-                                fingerprint: campaign.fingerprint(&r),
-                                fields: r.fields,
-                            })
-                        })
-                    })
-                    .collect();
-                let mut entries = Vec::new();
-                for item in planned {
+                let chunk = match pre.as_mut() {
+                    Some(pre) => match pre.next() {
+                        Some(chunk) => chunk,
+                        None => return Ok(()),
+                    },
+                    None => match self.read_chunk(&mut recipients)? {
+                        Some(chunk) => chunk,
+                        None => return Ok(()),
+                    },
+                };
+                let mut keys = Vec::with_capacity(chunk.len());
+                let mut rows = Vec::with_capacity(chunk.len());
+                for item in chunk {
                     summary.rows += 1;
                     match item {
-                        Ok(p) => entries.extend(planner.consider(p, summary)),
+                        Ok(p) => {
+                            keys.push(planner.consider(&p, summary));
+                            rows.push(p);
+                        }
                         Err(p) => {
                             summary.rejected += 1;
                             (self.on_event)(Event::Problem(&p));
                         }
                     }
                 }
-                let batch: Vec<NewEntry<'_>> = entries
+                let batch: Vec<NewEntry<'_>> = keys
                     .iter()
-                    .map(|(k, l)| NewEntry {
-                        address: k,
-                        row: l.row,
-                        line: l.line,
-                        fingerprint: l.fingerprint,
-                        fields: &l.fields,
+                    .zip(&rows)
+                    .filter_map(|(k, p)| {
+                        Some(NewEntry {
+                            address: k.as_deref()?,
+                            row: p.row,
+                            line: p.line,
+                            fingerprint: p.fingerprint,
+                            fields: &p.fields,
+                        })
                     })
                     .collect();
                 journal.add(&batch)?;
+                // A shared journal hands out rows in any order: this
+                // process keeps those it may send.
+                if let Some(kept) = kept.as_mut() {
+                    let columns = recipients.columns();
+                    kept.extend(
+                        rows.into_iter()
+                            .filter(|p| planner.claimable.contains(&p.row))
+                            .map(|p| {
+                                (
+                                    p.row,
+                                    Recipient {
+                                        row: p.row,
+                                        line: p.line,
+                                        columns: columns.clone(),
+                                        fields: p.fields,
+                                    },
+                                )
+                            }),
+                    );
+                }
             }
         })()
         .and_then(|()| planner.refuse_changed())
@@ -419,10 +454,52 @@ impl Sending<'_> {
             journal.finish(k, State::Suppressed, None, why)?;
         }
         journal.flush()?;
-        if self.shared() {
-            return Ok(planner.claimable.into_iter().collect());
+        if let Some(rows) = kept {
+            return Ok(Plan {
+                send: planner.claimable.into_iter().collect(),
+                rows: Some(rows),
+            });
         }
-        Ok(planner.send)
+        Ok(Plan {
+            send: planner.send,
+            rows: None,
+        })
+    }
+
+    /// The next rows of the list (up to [`CHUNK`]), with what the plan
+    /// needs of each, worked out in parallel; `None` at the end.
+    fn read_chunk(
+        &self,
+        recipients: &mut Recipients,
+    ) -> Result<Option<Vec<std::result::Result<Planned, Problem>>>> {
+        use rayon::prelude::*;
+        let mut chunk = Vec::with_capacity(CHUNK);
+        while chunk.len() < CHUNK {
+            match recipients.next_row()? {
+                Some(r) => chunk.push(r),
+                None => break,
+            }
+        }
+        if chunk.is_empty() {
+            return Ok(None);
+        }
+        let campaign = self.campaign();
+        Ok(Some(
+            chunk
+                .into_par_iter()
+                .map(|row| {
+                    row.and_then(|r| {
+                        Ok(Planned {
+                            address: campaign.recipient(&r)?.address,
+                            row: r.row,
+                            line: r.line,
+                            fingerprint: campaign.fingerprint(&r),
+                            fields: r.fields,
+                        })
+                    })
+                })
+                .collect(),
+        ))
     }
 
     /// The `--suppress` lists, and the hard bounces and complaints this
@@ -507,10 +584,11 @@ impl Sending<'_> {
     /// journals and delivers its own letters.
     fn deliver_all(
         &self,
-        recipients: Recipients,
-        to_send: Vec<usize>,
+        recipients: Option<Recipients>,
+        plan: Plan,
         summary: &mut Summary,
     ) -> Result<()> {
+        let to_send = plan.send;
         let mut feed = Feed {
             left: to_send.len(),
             to_send: to_send.iter().copied().collect(),
@@ -518,11 +596,7 @@ impl Sending<'_> {
             error: None,
             shared: None,
         };
-        if self.shared() {
-            let mut rows = HashMap::new();
-            while let Some(r) = feed.next_row() {
-                rows.insert(r.row, r);
-            }
+        if let Some(rows) = plan.rows {
             feed.left = 0;
             feed.shared = Some(Claims {
                 rows,
@@ -619,7 +693,7 @@ struct Planner<'s, 'a> {
 impl Planner<'_, '_> {
     /// Decides what to do with one row; returns its journal entry unless it
     /// is a duplicate (or, with a shared journal, there already, unchanged).
-    fn consider(&mut self, p: Planned, summary: &mut Summary) -> Option<(String, Planned)> {
+    fn consider(&mut self, p: &Planned, summary: &mut Summary) -> Option<String> {
         let s = self.sending;
         let opts = s.options;
         let k = p.address.to_ascii_lowercase();
@@ -663,7 +737,7 @@ impl Planner<'_, '_> {
             ) {
                 self.suppressed.push((k.clone(), why));
             }
-            return Some((k, p));
+            return Some(k);
         }
         let state = match self.known.get(&k) {
             Some(was) => {
@@ -730,7 +804,7 @@ impl Planner<'_, '_> {
         if unchanged && s.shared() {
             return None;
         }
-        Some((k, p))
+        Some(k)
     }
 
     /// Stops the send when recipients' data changed, unless `--force`.
@@ -760,9 +834,10 @@ impl Planner<'_, '_> {
     }
 }
 
-/// The list, read once more by the senders in turn.
+/// The list, read once more by the senders in turn (not with a shared
+/// journal: the plan kept its rows).
 struct Feed {
-    recipients: Recipients,
+    recipients: Option<Recipients>,
     to_send: HashSet<usize>,
     /// Planned rows not yet handed out.
     left: usize,
@@ -840,8 +915,9 @@ impl Feed {
     }
 
     fn next_row(&mut self) -> Option<Recipient> {
+        let recipients = self.recipients.as_mut()?;
         while self.left > 0 && self.error.is_none() {
-            match self.recipients.next_row() {
+            match recipients.next_row() {
                 Ok(Some(Ok(r))) if self.to_send.contains(&r.row) => {
                     self.left -= 1;
                     return Some(r);
