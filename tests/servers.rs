@@ -883,21 +883,16 @@ impl PgCluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("pw"), PG_PASSWORD).unwrap();
-        // A self-signed certificate: the server offers TLS.
-        let ok = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args(["-subj", "/CN=localhost", "-keyout"])
-            .arg(dir.join("server.key"))
-            .arg("-out")
-            .arg(dir.join("server.crt"))
-            .stderr(Stdio::null())
-            .status();
-        assert!(
-            ok.is_ok_and(|s| s.success()),
-            "openssl could not make a certificate: run .ci/setup"
-        );
+        // The server offers TLS, with a certificate for 127.0.0.1 and
+        // localhost signed by a test CA (`ca`).
+        let ca = TestCa::new();
+        for (from, to) in [
+            ("leaf.pem", "server.crt"),
+            ("leaf.key", "server.key"),
+            ("ca.pem", "ca.pem"),
+        ] {
+            std::fs::copy(ca.dir.path().join(from), dir.join(to)).unwrap();
+        }
         if root {
             assert!(Command::new("chown")
                 .args(["-R", "nobody"])
@@ -1035,7 +1030,20 @@ impl PgCluster {
     }
 
     /// The environment a `letterpress` talking to the cluster gets.
+    /// The password, and no CA file (whatever `~/.postgresql/root.crt`
+    /// holds on this machine).
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![("PGPASSWORD".into(), PG_PASSWORD.into())]
+        vec![
+            ("PGPASSWORD".into(), PG_PASSWORD.into()),
+            (
+                "PGSSLROOTCERT".into(),
+                self.dir.join("no-such-ca.pem").display().to_string(),
+            ),
+        ]
+    }
+
+    /// The CA that signed the server's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 }

@@ -279,7 +279,8 @@ pub struct SendArgs {
     /// template: TEMPLATE.journal.sqlite, or TEMPLATE.rehearsal.journal.sqlite
     /// with --redirect-to). postgres://USER@HOST:PORT/DB shares the
     /// campaign with every `send` given the same URL (password from
-    /// PGPASSWORD or ~/.pgpass; `?sslmode=disable|prefer|require`). Also
+    /// PGPASSWORD or ~/.pgpass; TLS as libpq's `?sslmode=` says, up to
+    /// `verify-full` with `&sslrootcert=CA.pem`). Also
     /// from LETTERPRESS_JOURNAL.
     #[arg(long, value_name = "PATH|URL")]
     pub journal: Option<PathBuf>,

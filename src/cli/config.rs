@@ -37,6 +37,11 @@ pub struct Env {
     pub pg_password: Option<Secret>,
     /// `PGPASSFILE`, or `~/.pgpass`.
     pub pg_passfile: Option<PathBuf>,
+    /// `PGSSLMODE`: the `sslmode` of a URL that gives none.
+    pub pg_sslmode: Option<String>,
+    /// `PGSSLROOTCERT`, or `~/.postgresql/root.crt`: the CAs that sign the
+    /// database's certificate, unless the URL names them (`sslrootcert`).
+    pub pg_sslrootcert: Option<PathBuf>,
 }
 
 impl Env {
@@ -60,6 +65,13 @@ impl Env {
             pg_passfile: std::env::var_os("PGPASSFILE")
                 .map(PathBuf::from)
                 .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass"))),
+            pg_sslmode: std::env::var("PGSSLMODE").ok().filter(|m| !m.is_empty()),
+            pg_sslrootcert: std::env::var_os("PGSSLROOTCERT")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql/root.crt"))
+                }),
         }
     }
 }
@@ -138,6 +150,8 @@ pub fn location(
             url: url.to_string(),
             password: env.pg_password.clone(),
             passfile: env.pg_passfile.clone(),
+            sslmode: env.pg_sslmode.clone(),
+            sslrootcert: env.pg_sslrootcert.clone(),
             lease,
         }),
         _ => Location::Sqlite(given.to_path_buf()),

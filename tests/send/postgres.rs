@@ -179,6 +179,86 @@ fn sslmode_require_encrypts_and_disable_does_not() {
 }
 
 #[test]
+fn sslmode_verify_full_checks_the_ca_and_the_name_and_verify_ca_the_ca() {
+    let pg = PgCluster::get();
+    let base = pg.database("verified");
+    let sink = SmtpSink::start(&[]);
+    let with = |q: String| base.replace("sslmode=disable", &q);
+    let ours = pg.ca().display().to_string();
+    let other = TestCa::new();
+    let theirs = other.ca().display().to_string();
+    // The server's certificate is for 127.0.0.1 and localhost; `hostaddr`
+    // connects to 127.0.0.1 by another name.
+    let elsewhere = |q: String| {
+        base.replace("sslmode=disable", &q)
+            .replace("@127.0.0.1:", "@db.invalid:")
+            + "&hostaddr=127.0.0.1"
+    };
+    let refused = |journal: &str, env: &[(&str, &str)], why: &str| {
+        let camp = Camp::new(2);
+        let mut e = pg.env();
+        e.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let out = run_env(&camp.args(&sink.url(), &["--journal", journal]), &e);
+        out.expect_code(1);
+        assert!(out.stderr.contains(why), "{journal}: {}", out.stderr);
+    };
+
+    // The right CA, the right name: sent.
+    let camp = Camp::new(2);
+    let full = with(format!("sslmode=verify-full&sslrootcert={ours}"));
+    pg_send(&camp, &sink.url(), &full, &[]).expect_code(0);
+    assert_eq!(sink.count(), 2);
+    // The CA from PGSSLROOTCERT, the mode from PGSSLMODE.
+    let st = run_env(
+        &["status", &base.replace("?sslmode=disable", "")],
+        &[
+            ("PGPASSWORD".into(), PG_PASSWORD.into()),
+            ("PGSSLROOTCERT".into(), ours.clone()),
+            ("PGSSLMODE".into(), "verify-full".into()),
+        ],
+    );
+    st.expect_code(0);
+    assert!(st.stdout.contains("accepted   2"), "{}", st.stdout);
+
+    // Another CA: refused, whichever mode checks it.
+    refused(
+        &with(format!("sslmode=verify-full&sslrootcert={theirs}")),
+        &[],
+        "not signed by a CA of the CA file",
+    );
+    refused(
+        &with(format!("sslmode=verify-ca&sslrootcert={theirs}")),
+        &[],
+        "not signed by a CA of the CA file",
+    );
+    // As with libpq, `require` checks the CA when there is a CA file.
+    refused(
+        &with("sslmode=require".into()),
+        &[("PGSSLROOTCERT", &theirs)],
+        "not signed by a CA of the CA file",
+    );
+    // Another name: verify-full refuses, verify-ca does not check it.
+    refused(
+        &elsewhere(format!("sslmode=verify-full&sslrootcert={ours}")),
+        &[],
+        "not for the host in the URL",
+    );
+    let camp = Camp::new(3);
+    let ca_only = elsewhere(format!("sslmode=verify-ca&sslrootcert={ours}"))
+        .replace("/verified?", "/verified_ca?");
+    pg.database("verified_ca");
+    pg_send(&camp, &sink.url(), &ca_only, &[]).expect_code(0);
+    // No CA file: a mode that checks cannot, and says so.
+    refused(
+        &with("sslmode=verify-full".into()),
+        &[],
+        "no-such-ca.pem does not exist",
+    );
+    refused(&with("sslmode=allow".into()), &[], "does not support");
+    assert_eq!(sink.count(), 2 + 3);
+}
+
+#[test]
 fn workers_with_other_inputs_are_refused_naming_the_file() {
     let pg = PgCluster::get();
     let journal = pg.database("inputs");

@@ -68,6 +68,11 @@ pub struct Target {
     pub password: Option<Secret>,
     /// The password file (`PGPASSFILE`, or `~/.pgpass`).
     pub passfile: Option<PathBuf>,
+    /// `sslmode` when the URL gives none (`PGSSLMODE`).
+    pub sslmode: Option<String>,
+    /// The CAs to check the server's certificate against when the URL
+    /// names none (`PGSSLROOTCERT`, or `~/.postgresql/root.crt`).
+    pub sslrootcert: Option<PathBuf>,
     /// How long a worker's claims last without a heartbeat (`--lease`).
     pub lease: Duration,
 }
@@ -239,7 +244,8 @@ fn refuse(described: &str, message: impl Into<String>) -> Error {
 fn connect(target: &Target, app: &str) -> Result<Arc<Conn>> {
     let described = target.url.clone();
     let bad = |m: String| refuse(&described, m);
-    let mut config = tokio_postgres::Config::from_str(&target.url)
+    let tls = Tls::of(target).map_err(bad)?;
+    let mut config = tokio_postgres::Config::from_str(&tls.url)
         .map_err(|e| bad(format!("is not a PostgreSQL URL: {e}")))?;
     if config.get_password().is_some() {
         return Err(bad(
@@ -276,10 +282,10 @@ fn connect(target: &Target, app: &str) -> Result<Arc<Conn>> {
         .enable_all()
         .build()
         .map_err(|e| bad(e.to_string()))?;
-    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config());
+    let check = tls.check;
     let (client, connection) = rt
-        .block_on(config.connect(tls))
-        .map_err(|e| bad(format!("cannot connect: {}", connect_error(&e))))?;
+        .block_on(config.connect(tls.connector()))
+        .map_err(|e| bad(format!("cannot connect: {}", connect_error(&e, check))))?;
     let handle = rt.handle().clone();
     std::thread::Builder::new()
         .name("postgres".into())
@@ -798,18 +804,227 @@ fn schema(c: &Conn, create: bool) -> Result<Option<i32>> {
     Ok(Some(SCHEMA_VERSION))
 }
 
-/// libpq's `sslmode`: `disable`, `prefer` (the default) and `require` are
-/// what tokio-postgres parses; like libpq in those modes the server's
-/// certificate is not checked (libpq checks it only with `verify-ca` and
-/// `verify-full`, not supported here).
-fn tls_config() -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-        .with_no_client_auth()
+/// What is checked of the database server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Nothing: the connection is encrypted, the server not authenticated.
+    Nothing,
+    /// Signed by a trusted CA (`verify-ca`).
+    Ca,
+    /// Signed by a trusted CA and issued for the host of the URL
+    /// (`verify-full`).
+    Full,
+}
+
+/// TLS to the database as libpq's `sslmode` does it, on rustls.
+///
+/// tokio-postgres parses `disable`, `prefer` and `require` only; for
+/// `verify-ca` and `verify-full` it is given `require` and the check is
+/// ours. As in libpq:
+/// - the trusted CAs are those of `sslrootcert` in the URL, else of
+///   `PGSSLROOTCERT`, else of `~/.postgresql/root.crt`;
+///   `sslrootcert=system` means the machine's own (and `verify-full`);
+/// - `prefer` and `require` check the chain too (as `verify-ca`) when that
+///   file exists, and nothing when it does not;
+/// - `verify-ca` and `verify-full` refuse to connect without it;
+/// - `sslmode` comes from `PGSSLMODE` when the URL gives none; `prefer` is
+///   the default.
+///
+/// Not supported: `allow` (libpq's "plain first, then TLS"), client
+/// certificates and revocation lists (`sslcert`, `sslkey`, `sslcrl`),
+/// which tokio-postgres refuses as unknown options.
+struct Tls {
+    /// The URL for tokio-postgres.
+    url: String,
+    check: Check,
+    roots: Option<rustls::RootCertStore>,
+}
+
+impl Tls {
+    fn of(target: &Target) -> std::result::Result<Tls, String> {
+        let (base, query) = target
+            .url
+            .split_once('?')
+            .unwrap_or((target.url.as_str(), ""));
+        let mut mode = None;
+        let mut rootcert = None;
+        let mut rest = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "sslmode" => mode = Some(v.into_owned()),
+                "sslrootcert" => rootcert = Some(v.into_owned()),
+                _ => {
+                    rest.append_pair(&k, &v);
+                }
+            }
+        }
+        let mode = mode
+            .or_else(|| target.sslmode.clone())
+            .unwrap_or_else(|| "prefer".into());
+        let named = rootcert.is_some();
+        let rootcert = rootcert.map(PathBuf::from).or(target.sslrootcert.clone());
+        let system = rootcert.as_deref() == Some(std::path::Path::new("system"));
+        let present = rootcert.as_deref().is_some_and(|p| p.is_file());
+        let (pass, check) = match mode.as_str() {
+            "disable" => ("disable", Check::Nothing),
+            "prefer" | "require" if system => {
+                return Err(format!(
+                    "has sslrootcert=system with sslmode={mode}; the machine's CAs are for \
+                     sslmode=verify-full (as with libpq)"
+                ))
+            }
+            "prefer" | "require" if present => (mode.as_str(), Check::Ca),
+            "prefer" | "require" => (mode.as_str(), Check::Nothing),
+            "verify-ca" => ("require", Check::Ca),
+            "verify-full" => ("require", Check::Full),
+            "allow" => {
+                return Err(
+                    "has sslmode=allow, which letterpress does not support; use prefer, \
+                     require, verify-ca or verify-full (or disable)"
+                        .into(),
+                )
+            }
+            other => {
+                return Err(format!(
+                    "has sslmode={other}; write disable, prefer, require, verify-ca or \
+                     verify-full"
+                ))
+            }
+        };
+        let roots = match (check, rootcert) {
+            (Check::Nothing, _) => None,
+            _ if system => Some(system_roots()?),
+            (_, Some(p)) if present => Some(roots_from(&p)?),
+            (_, p) => {
+                let file = p.map_or("~/.postgresql/root.crt".into(), |p| p.display().to_string());
+                return Err(format!(
+                    "has sslmode={mode}, which checks the server's certificate, but the CA \
+                     file {file} does not exist{}; name the CAs that signed it with \
+                     sslrootcert=FILE (or PGSSLROOTCERT), sslrootcert=system for the \
+                     machine's own, or use sslmode=require to encrypt without checking",
+                    if named {
+                        ""
+                    } else {
+                        " (no sslrootcert in the URL)"
+                    }
+                ));
+            }
+        };
+        let mut pairs = vec![format!("sslmode={pass}")];
+        let rest = rest.finish();
+        if !rest.is_empty() {
+            pairs.push(rest);
+        }
+        Ok(Tls {
+            url: format!("{base}?{}", pairs.join("&")),
+            check,
+            roots,
+        })
+    }
+
+    fn connector(self) -> tokio_postgres_rustls::MakeRustlsConnect {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match self.roots {
+            Some(roots) => {
+                let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    Arc::clone(&provider),
+                )
+                .build()
+                .expect("a store with at least one CA (checked when it was read)");
+                match self.check {
+                    Check::Full => webpki,
+                    _ => Arc::new(CaOnly(webpki)),
+                }
+            }
+            None => Arc::new(NoVerify(Arc::clone(&provider))),
+        };
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions")
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        tokio_postgres_rustls::MakeRustlsConnect::new(config)
+    }
+}
+
+/// The CAs of a PEM file, as `sslrootcert` names it.
+fn roots_from(path: &std::path::Path) -> std::result::Result<rustls::RootCertStore, String> {
+    use rustls_pki_types::pem::PemObject;
+    let bad = |why: String| format!("cannot use the CA file {}: {why}", path.display());
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (_, refused) = roots.add_parsable_certificates(certs);
+    if roots.is_empty() {
+        return Err(bad(if refused > 0 {
+            "none of its certificates can be read".into()
+        } else {
+            "it has no certificate (PEM, -----BEGIN CERTIFICATE-----)".into()
+        }));
+    }
+    Ok(roots)
+}
+
+/// The machine's CAs (`sslrootcert=system`).
+fn system_roots() -> std::result::Result<rustls::RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        return Err("has sslrootcert=system, but this machine has no CA certificates".into());
+    }
+    Ok(roots)
+}
+
+/// `verify-ca`: the chain to a trusted CA is checked, the name is not.
+#[derive(Debug)]
+struct CaOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for CaOnly {
+    fn verify_server_cert(
+        &self,
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        chain: &[rustls_pki_types::CertificateDer<'_>],
+        name: &rustls_pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+        // The name is checked after the chain: a name error means the
+        // chain is good.
+        match self.0.verify_server_cert(cert, chain, name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                NotValidForName | NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            r => r,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// Encryption without authentication of the server, as libpq's `require`.
@@ -861,19 +1076,32 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
     }
 }
 
-fn connect_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_string(),
-        None => {
-            let mut s = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(inner) = src {
-                s.push_str(&format!(": {inner}"));
-                src = inner.source();
-            }
-            s
-        }
+/// Why a connection failed; a refused certificate says what was checked.
+fn connect_error(e: &tokio_postgres::Error, check: Check) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_string();
     }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(&format!(": {inner}"));
+        src = inner.source();
+    }
+    if s.contains("invalid peer certificate") {
+        s.push_str(match check {
+            Check::Full if s.contains("not valid for name") => {
+                " (the server's certificate is not for the host in the URL, which \
+                 sslmode=verify-full checks; connect by a name the certificate has, or use \
+                 sslmode=verify-ca)"
+            }
+            _ => {
+                " (the server's certificate is not signed by a CA of the CA file: \
+                 sslrootcert, PGSSLROOTCERT or ~/.postgresql/root.crt; name the CA that \
+                 signed it)"
+            }
+        });
+    }
+    s
 }
 
 /// The password for a connection from the password file, by libpq's
@@ -1534,6 +1762,81 @@ impl Journal for PgJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_follows_libpqs_sslmode() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = |url: &str, mode: Option<&str>, root: Option<&std::path::Path>| Target {
+            url: url.into(),
+            password: None,
+            passfile: None,
+            sslmode: mode.map(str::to_string),
+            sslrootcert: root.map(|p| p.to_path_buf()),
+            lease: Duration::from_secs(30),
+        };
+        let of = |t: Target| Tls::of(&t).map(|t| (t.url, t.check));
+        let u = "postgres://me@db.example.org:5432/news";
+        // tokio-postgres gets the modes it knows, and the other options.
+        assert_eq!(
+            of(target(&format!("{u}?application_name=x"), None, None)),
+            Ok((
+                format!("{u}?sslmode=prefer&application_name=x"),
+                Check::Nothing
+            ))
+        );
+        // The URL's mode before PGSSLMODE's.
+        assert_eq!(
+            of(target(
+                &format!("{u}?sslmode=disable"),
+                Some("require"),
+                None
+            )),
+            Ok((format!("{u}?sslmode=disable"), Check::Nothing))
+        );
+        assert_eq!(
+            of(target(u, Some("require"), None)),
+            Ok((format!("{u}?sslmode=require"), Check::Nothing))
+        );
+        // A mode that checks needs a CA file, and says which one is missing.
+        let missing = dir.path().join("root.crt");
+        let e = of(target(
+            &format!("{u}?sslmode=verify-full"),
+            None,
+            Some(&missing),
+        ))
+        .unwrap_err();
+        assert!(e.contains("root.crt does not exist"), "{e}");
+        // A CA file that holds no certificate is refused, not ignored.
+        std::fs::write(&missing, "not a certificate\n").unwrap();
+        let e = of(target(
+            &format!("{u}?sslmode=verify-ca"),
+            None,
+            Some(&missing),
+        ))
+        .unwrap_err();
+        assert!(e.contains("has no certificate"), "{e}");
+        let e = of(target(
+            &format!("{u}?sslmode=require"),
+            None,
+            Some(&missing),
+        ))
+        .unwrap_err();
+        assert!(e.contains("has no certificate"), "{e}");
+        for (mode, why) in [
+            ("allow", "does not support"),
+            ("verify", "write disable, prefer"),
+        ] {
+            let e = of(target(&format!("{u}?sslmode={mode}"), None, None)).unwrap_err();
+            assert!(e.contains(why), "{mode}: {e}");
+        }
+        let e = of(target(
+            &format!("{u}?sslmode=require&sslrootcert=system"),
+            None,
+            None,
+        ))
+        .unwrap_err();
+        assert!(e.contains("verify-full"), "{e}");
+    }
 
     #[test]
     fn pgpass_follows_libpq() {
