@@ -291,6 +291,88 @@ fn the_corpus_is_classified_recorded_once_and_suppressed_in_the_next_send() {
     );
 }
 
+/// A campaign sent by workers sharing a PostgreSQL journal: `bounces`
+/// records there (registering no worker), `status` counts them, and
+/// `journal copy` carries them both ways.
+#[test]
+fn a_postgresql_journal_keeps_the_bounces_and_a_copy_carries_them() {
+    let pg = PgCluster::get();
+    let url = pg.database("bounced");
+    let sink = SmtpSink::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "news.mjml", verp_template());
+    write(d, "list.csv", CONTACTS);
+    let sent = run_env(
+        &[
+            "send",
+            &s(&d.join("news.mjml")),
+            &s(&d.join("list.csv")),
+            "--smtp",
+            &sink.url(),
+            "--journal",
+            &url,
+        ],
+        &pg.env(),
+    );
+    sent.expect_code(0);
+    assert_eq!(sink.count(), 9);
+    let bounces = |journal: &str| {
+        run_env(
+            &[
+                "bounces",
+                &s(&corpus_maildir(d)),
+                "--journal",
+                journal,
+                "--json",
+            ],
+            &pg.env(),
+        )
+    };
+    let r = bounces(&url);
+    r.expect_code(0);
+    let findings = json(&r)["findings"].as_array().unwrap().clone();
+    let new_hard = findings
+        .iter()
+        .filter(|f| f["class"] == "hard bounce" && f["new"] == true)
+        .count();
+    assert_eq!(new_hard, 4, "{findings:#?}");
+    let ann = findings.iter().find(|f| f["address"] == "ann@example.org");
+    assert_eq!(ann.unwrap()["matched_by"], "VERP");
+    // Recorded once.
+    let again = json(&bounces(&url));
+    let findings = again["findings"].as_array().unwrap();
+    assert!(findings.iter().all(|f| f["new"] == false), "{findings:#?}");
+    assert_eq!(
+        pg.psql("bounced", "SELECT count(*) FROM letterpress_feedback"),
+        "7"
+    );
+    // The send's worker is the only one.
+    assert_eq!(
+        pg.psql("bounced", "SELECT count(*) FROM letterpress_workers"),
+        "1"
+    );
+    let counted = "after sending: 4 hard bounces, 2 soft bounces, 1 complaints";
+    let status = |journal: &str| {
+        let st = run_env(&["status", journal], &pg.env());
+        st.expect_code(0);
+        assert!(st.stdout.contains(counted), "{journal}: {}", st.stdout);
+    };
+    status(&url);
+    // To a file and back to another database: the bounces go along.
+    let file = s(&d.join("archive.sqlite"));
+    run_env(&["journal", "copy", &url, &file], &pg.env()).expect_code(0);
+    status(&file);
+    let back = pg.database("bounced_back");
+    run_env(&["journal", "copy", &file, &back], &pg.env()).expect_code(0);
+    status(&back);
+    // A database no campaign was sent with is refused.
+    let empty = pg.database("bounced_none");
+    let r = bounces(&empty);
+    r.expect_code(1);
+    assert!(r.stderr.contains("holds no campaign"), "{}", r.stderr);
+}
+
 #[test]
 fn a_soft_bounce_in_the_third_campaign_suppresses_the_address() {
     let sink = SmtpSink::start(&[]);

@@ -65,8 +65,10 @@ pub enum JournalCommand {
 pub struct BouncesArgs {
     /// The returned mail: an mbox file, or a Maildir folder (cur/, new/).
     pub mailbox: PathBuf,
-    /// The journal of the send the mail came back from.
-    #[arg(long, value_name = "PATH")]
+    /// The journal of the send the mail came back from: a file, or the
+    /// postgres://USER@HOST:PORT/DB URL of a campaign sent by several
+    /// workers (password from PGPASSWORD or ~/.pgpass).
+    #[arg(long, value_name = "PATH|URL")]
     pub journal: PathBuf,
     /// Append hard bounces and complaints (and soft bounces, as
     /// `soft-bounce` lines) to this suppression CSV, for `--suppress`.

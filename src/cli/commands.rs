@@ -41,7 +41,7 @@ pub fn main(cli: Cli, env: &Env) -> u8 {
         Command::Journal(crate::cli::args::JournalCommand::Copy { from, to }) => {
             journal_copy(&from, &to, env)
         }
-        Command::Bounces(args) => BouncesConfig::new(&args).and_then(|c| bounces(&c)),
+        Command::Bounces(args) => BouncesConfig::new(&args, env).and_then(|c| bounces(&c)),
     };
     match result {
         Ok(code) => code,
@@ -824,22 +824,34 @@ pub fn bounces(config: &BouncesConfig) -> Result<u8> {
     use crate::deliver::journal::{Feedback, Kind};
 
     let messages = read_mailbox(&config.mailbox)?;
-    if !config.journal.exists() {
-        return Err(Error::Journal {
-            path: config.journal.clone(),
-            message: "does not exist; give the journal of the send the mail came back from \
-                      (`send` writes it next to the list, or where --journal said)"
-                .into(),
-        });
+    let missing = |path: std::path::PathBuf, what: &str| Error::Journal {
+        path,
+        message: format!(
+            "{what}; give the journal of the send the mail came back from (`send` writes \
+             it next to the list, or where --journal said)"
+        ),
+    };
+    if let crate::deliver::journal::Location::Sqlite(p) = &config.journal {
+        if !p.exists() {
+            return Err(missing(p.clone(), "does not exist"));
+        }
     }
-    let journal = crate::deliver::journal::SqliteJournal::open(
+    let journal = crate::deliver::journal::open_to_record(
         &config.journal,
         Mode::Send {
             wait: config.wait,
             full_sync: false,
         },
     )?;
-    let matcher = Matcher::new(&journal)?;
+    // A database no campaign was sent with (its tables were just made).
+    if journal.meta("template")?.is_none() {
+        return Err(missing(
+            config.journal.describe().into(),
+            "holds no campaign",
+        ));
+    }
+    let journal = &*journal;
+    let matcher = Matcher::new(journal)?;
     let campaign = journal
         .meta("template")?
         .map(|t| {

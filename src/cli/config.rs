@@ -175,7 +175,7 @@ impl StatusConfig {
 #[derive(Debug, Clone)]
 pub struct BouncesConfig {
     pub mailbox: PathBuf,
-    pub journal: PathBuf,
+    pub journal: crate::deliver::journal::Location,
     pub suppress_out: Option<PathBuf>,
     pub soft_bounce_limit: usize,
     pub wait: bool,
@@ -183,13 +183,13 @@ pub struct BouncesConfig {
 }
 
 impl BouncesConfig {
-    pub fn new(args: &BouncesArgs) -> Result<BouncesConfig> {
+    pub fn new(args: &BouncesArgs, env: &Env) -> Result<BouncesConfig> {
         if args.soft_bounce_limit == 0 {
             return Err(Error::Usage("--soft-bounce-limit takes 1 or more".into()));
         }
         Ok(BouncesConfig {
             mailbox: args.mailbox.clone(),
-            journal: args.journal.clone(),
+            journal: location(&args.journal, env, LEASE),
             suppress_out: args.suppress_out.clone(),
             soft_bounce_limit: args.soft_bounce_limit,
             wait: args.wait,

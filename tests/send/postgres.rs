@@ -409,7 +409,7 @@ fn a_schema_of_a_newer_letterpress_is_refused() {
     pg_send(&camp, &sink.url(), &journal, &[]).expect_code(0);
     assert_eq!(
         pg.psql("newer", "SELECT version FROM letterpress_schema"),
-        "2"
+        "3"
     );
     pg.psql("newer", "UPDATE letterpress_schema SET version = 99");
     for args in [
@@ -443,8 +443,8 @@ fn a_schema_of_a_newer_letterpress_is_refused() {
 }
 
 /// Schema 2 keeps a letter's in-flight mark and outcome off every index
-/// (heap-only updates): a journal of schema 1 is migrated in place, and
-/// its campaign goes on where it stopped.
+/// (heap-only updates), schema 3 adds the bounces: a journal of schema 1 is
+/// migrated in place, and its campaign goes on where it stopped.
 #[test]
 fn a_journal_of_schema_1_is_migrated_and_its_campaign_goes_on() {
     let pg = PgCluster::get();
@@ -455,7 +455,8 @@ fn a_journal_of_schema_1_is_migrated_and_its_campaign_goes_on() {
     // The tables as schema 1 made them.
     pg.psql(
         "schema1",
-        "ALTER TABLE letterpress_recipients DROP COLUMN pool;
+        "DROP TABLE letterpress_feedback;
+         ALTER TABLE letterpress_recipients DROP COLUMN pool;
          ALTER TABLE letterpress_recipients RESET (fillfactor);
          CREATE INDEX letterpress_claimable ON letterpress_recipients (row)
              WHERE worker IS NULL AND state IN ('pending', 'deferred');
@@ -477,7 +478,14 @@ fn a_journal_of_schema_1_is_migrated_and_its_campaign_goes_on() {
     assert_eq!(sink.count(), 40, "nobody got a letter twice");
     assert_eq!(
         pg.psql("schema1", "SELECT version FROM letterpress_schema"),
-        "2"
+        "3"
+    );
+    assert_eq!(
+        pg.psql(
+            "schema1",
+            "SELECT to_regclass('letterpress_feedback') IS NOT NULL"
+        ),
+        "t"
     );
     assert_eq!(
         pg.psql("schema1", indexes),

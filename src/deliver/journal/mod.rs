@@ -62,9 +62,20 @@ pub fn open(location: &Location, mode: Mode) -> Result<Box<dyn Journal>> {
     }
 }
 
-/// `letterpress journal copy`: every recipient and the campaign's details
-/// from one journal to another, which must hold no recipient yet. Recipients
-/// in flight are copied as ambiguous. Returns how many were copied.
+/// Opens the journal at `location` to write without sending (`mode` is a
+/// [`Mode::Send`]): the target of [`copy`], and `letterpress bounces`. A
+/// PostgreSQL journal registers no worker.
+pub fn open_to_record(location: &Location, mode: Mode) -> Result<Box<dyn Journal>> {
+    match location {
+        Location::Sqlite(p) => Ok(Box::new(SqliteJournal::open(p, mode)?)),
+        Location::Postgres(t) => Ok(Box::new(PgJournal::open_to_record(t, mode)?)),
+    }
+}
+
+/// `letterpress journal copy`: every recipient, the campaign's details and
+/// the bounces and complaints from one journal to another, which must hold
+/// no recipient yet. Recipients in flight are copied as ambiguous. Returns
+/// how many recipients were copied.
 pub fn copy(from: &Location, to: &Location) -> Result<usize> {
     let source = open(from, Mode::Read)?;
     if source.workers()?.iter().any(|w| w.alive) {
@@ -74,7 +85,7 @@ pub fn copy(from: &Location, to: &Location) -> Result<usize> {
         });
     }
     let dump = source.dump()?;
-    let target = open(
+    let target = open_to_record(
         to,
         Mode::Send {
             wait: false,
@@ -268,7 +279,7 @@ pub trait Journal: Send + Sync {
 }
 
 /// The bounces and complaints `journal` recorded; none for a journal that
-/// does not keep them (PostgreSQL, so far).
+/// does not keep them.
 pub fn feedback_if_kept(journal: &dyn Journal) -> Result<Vec<Feedback>> {
     match journal.feedback() {
         Err(Error::Unsupported { .. }) => Ok(Vec::new()),
@@ -363,6 +374,8 @@ pub struct Record {
 pub struct Dump {
     pub meta: Vec<(String, String)>,
     pub records: Vec<Record>,
+    /// The bounces and complaints recorded (`letterpress bounces`).
+    pub feedback: Vec<Feedback>,
 }
 
 /// What came back after a letter was accepted.

@@ -49,13 +49,16 @@ use std::time::{Duration, Instant};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Statement};
 
-use super::{Ahead, Claim, Dump, FailedRow, Journal, Known, Mode, NewEntry, Record, State, Worker};
+use super::{
+    Ahead, Claim, Dump, FailedRow, Feedback, Journal, Kind, Known, Mode, NewEntry, Record, State,
+    Worker,
+};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
 /// The layout of the tables; a database with a higher one was written by a
 /// newer letterpress and is refused.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Taken while the schema is made or migrated, and while a plan is written.
 const LOCK_KEY: i64 = 0x4C50_5253;
@@ -89,7 +92,11 @@ pub struct Target {
 /// dead ones piled up faster than they were cleaned: at 50,000 letters the
 /// server spent 460–660 µs a letter against 190 µs now. The rows a worker
 /// holds are found without an index, by the reaping, which is rare.
-const MIGRATIONS: [&str; 2] = [
+///
+/// Schema 3 keeps the bounces and complaints that `letterpress bounces`
+/// finds, as the SQLite journal's `feedback` table does: once per returned
+/// message (`key`), in the order recorded (`seq`).
+const MIGRATIONS: [&str; 3] = [
     "
 CREATE TABLE letterpress_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE letterpress_workers (
@@ -129,6 +136,17 @@ ALTER TABLE letterpress_recipients ADD COLUMN pool boolean
 DROP INDEX letterpress_claimable;
 DROP INDEX letterpress_held;
 CREATE INDEX letterpress_pool ON letterpress_recipients (row) WHERE pool;
+",
+    "
+CREATE TABLE letterpress_feedback (
+    seq         bigserial PRIMARY KEY,
+    key         text NOT NULL UNIQUE,
+    address     text NOT NULL,
+    kind        text NOT NULL,
+    status      text NOT NULL,
+    diagnostic  text NOT NULL,
+    at          bigint NOT NULL
+);
 ",
 ];
 
@@ -364,6 +382,18 @@ pub struct PgJournal {
 
 impl PgJournal {
     pub fn open(target: &Target, mode: Mode) -> Result<PgJournal> {
+        Self::open_as(target, mode, true)
+    }
+
+    /// Opened to write without sending (`letterpress bounces`, the target
+    /// of `journal copy`): no worker is registered, so none shows in
+    /// `status`; the tables are made if missing.
+    /// `mode` is a [`Mode::Send`] (its `wait` does not apply).
+    pub fn open_to_record(target: &Target, mode: Mode) -> Result<PgJournal> {
+        Self::open_as(target, mode, false)
+    }
+
+    fn open_as(target: &Target, mode: Mode, worker: bool) -> Result<PgJournal> {
         let conn = connect(target, "letterpress")?;
         let bad = |m: &str| refuse(&target.url, m);
         let writes = matches!(mode, Mode::Send { .. });
@@ -445,7 +475,9 @@ impl PgJournal {
                 c.client
                     .batch_execute("SET plan_cache_mode = force_generic_plan"),
             );
-            journal.register()?;
+            if worker {
+                journal.register()?;
+            }
         }
         Ok(journal)
     }
@@ -575,6 +607,24 @@ impl PgJournal {
     /// (ambiguous, back to the pool).
     fn reap(&self) -> Result<(usize, usize)> {
         reap(&self.conn)
+    }
+
+    /// Records `f` unless its key is there; true when it was new.
+    fn insert_feedback(&self, f: &Feedback) -> Result<bool> {
+        let c = &self.conn;
+        let n = c.run(c.client.execute(
+            "INSERT INTO letterpress_feedback (key, address, kind, status, diagnostic, at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO NOTHING",
+            &[
+                &f.key,
+                &f.address,
+                &f.kind.as_str(),
+                &f.status,
+                &f.diagnostic,
+                &f.at,
+            ],
+        ))?;
+        Ok(n == 1)
     }
 }
 
@@ -1555,7 +1605,11 @@ impl Journal for PgJournal {
                 updated: r.get(10),
             })
             .collect();
-        Ok(Dump { meta, records })
+        Ok(Dump {
+            meta,
+            records,
+            feedback: self.feedback()?,
+        })
     }
 
     fn load(&self, dump: &Dump) -> Result<()> {
@@ -1622,10 +1676,63 @@ impl Journal for PgJournal {
                     ],
                 ))?;
             }
+            for f in &dump.feedback {
+                self.insert_feedback(f)?;
+            }
             Ok(())
         })();
         self.plan_end(r.is_ok())?;
         r
+    }
+
+    fn record_feedback(&self, f: &Feedback) -> Result<bool> {
+        if !self.writing()? {
+            let known = self.feedback()?.iter().any(|k| k.key == f.key);
+            return Ok(!known);
+        }
+        self.insert_feedback(f)
+    }
+
+    fn feedback(&self) -> Result<Vec<Feedback>> {
+        if self.empty {
+            return Ok(Vec::new());
+        }
+        let c = &self.conn;
+        let rows = c.run(c.client.query(
+            "SELECT key, address, kind, status, diagnostic, at FROM letterpress_feedback
+             ORDER BY at, seq",
+            &[],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|r| Feedback {
+                key: r.get(0),
+                address: r.get(1),
+                kind: Kind::parse(r.get(2)).unwrap_or(Kind::Hard),
+                status: r.get(3),
+                diagnostic: r.get(4),
+                at: r.get(5),
+            })
+            .collect())
+    }
+
+    fn message_ids(&self) -> Result<HashMap<String, String>> {
+        if self.empty {
+            return Ok(HashMap::new());
+        }
+        let c = &self.conn;
+        let rows = c.run(c.client.query(
+            "SELECT message_id, address FROM letterpress_recipients
+             WHERE message_id IS NOT NULL",
+            &[],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let id: &str = r.get(0);
+                (id.trim_matches(['<', '>']).to_string(), r.get(1))
+            })
+            .collect())
     }
 
     fn shared(&self) -> bool {

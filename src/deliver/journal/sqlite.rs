@@ -634,6 +634,8 @@ impl Journal for SqliteJournal {
     }
 
     fn dump(&self) -> Result<Dump> {
+        // Before the connection is held: `feedback` takes it too.
+        let feedback = self.feedback()?;
         let conn = self.conn();
         let meta = conn
             .prepare("SELECT key, value FROM meta WHERE key <> 'owner'")
@@ -666,7 +668,11 @@ impl Journal for SqliteJournal {
                 .collect::<std::result::Result<Vec<_>, _>>()
             })
             .map_err(|e| self.err(e))?;
-        Ok(Dump { meta, records })
+        Ok(Dump {
+            meta,
+            records,
+            feedback,
+        })
     }
 
     fn load(&self, dump: &Dump) -> Result<()> {
@@ -716,6 +722,23 @@ impl Journal for SqliteJournal {
                     reply,
                     r.message_id,
                     r.updated
+                ])
+                .map_err(|e| self.err(e))?;
+            }
+            let mut fb = tx
+                .prepare(
+                    "INSERT INTO feedback(key, address, kind, status, diagnostic, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(key) DO NOTHING",
+                )
+                .map_err(|e| self.err(e))?;
+            for f in &dump.feedback {
+                fb.execute(params![
+                    f.key,
+                    f.address,
+                    f.kind.as_str(),
+                    f.status,
+                    f.diagnostic,
+                    f.at
                 ])
                 .map_err(|e| self.err(e))?;
             }
