@@ -984,10 +984,16 @@ impl Tls {
                 .expect("a store with at least one CA (checked when it was read)");
                 match self.check {
                     Check::Full => webpki,
-                    _ => Arc::new(CaOnly(webpki)),
+                    _ => Arc::new(NoVerify {
+                        provider: Arc::clone(&provider),
+                        chain: Some(webpki),
+                    }),
                 }
             }
-            None => Arc::new(NoVerify(Arc::clone(&provider))),
+            None => Arc::new(NoVerify {
+                provider: Arc::clone(&provider),
+                chain: None,
+            }),
         };
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -1030,11 +1036,17 @@ fn system_roots() -> std::result::Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
-/// `verify-ca`: the chain to a trusted CA is checked, the name is not.
+/// What `require` (nothing) and `verify-ca` (the chain to a trusted CA,
+/// not the name) check of the server's certificate; `verify-full` uses
+/// rustls's WebPKI verifier as it is.
 #[derive(Debug)]
-struct CaOnly(Arc<rustls::client::WebPkiServerVerifier>);
+struct NoVerify {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    /// `verify-ca`: the verifier whose name check is waived.
+    chain: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+}
 
-impl rustls::client::danger::ServerCertVerifier for CaOnly {
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
     fn verify_server_cert(
         &self,
         cert: &rustls_pki_types::CertificateDer<'_>,
@@ -1044,9 +1056,12 @@ impl rustls::client::danger::ServerCertVerifier for CaOnly {
         now: rustls_pki_types::UnixTime,
     ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+        let Some(verifier) = &self.chain else {
+            return Ok(rustls::client::danger::ServerCertVerified::assertion());
+        };
         // The name is checked after the chain: a name error means the
         // chain is good.
-        match self.0.verify_server_cert(cert, chain, name, ocsp, now) {
+        match verifier.verify_server_cert(cert, chain, name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 NotValidForName | NotValidForNameContext { .. },
             )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
@@ -1060,50 +1075,11 @@ impl rustls::client::danger::ServerCertVerifier for CaOnly {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// Encryption without authentication of the server, as libpq's `require`.
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _: &rustls_pki_types::CertificateDer<'_>,
-        _: &[rustls_pki_types::CertificateDer<'_>],
-        _: &rustls_pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls_pki_types::UnixTime,
-    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -1117,12 +1093,14 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

@@ -429,21 +429,7 @@ impl Journal for SqliteJournal {
             return Ok(!self.has_feedback_key(&f.key)?);
         }
         self.flush()?;
-        let n = self
-            .conn()
-            .execute(
-                "INSERT INTO feedback(key, address, kind, status, diagnostic, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(key) DO NOTHING",
-                params![
-                    f.key,
-                    f.address,
-                    f.kind.as_str(),
-                    f.status,
-                    f.diagnostic,
-                    f.at
-                ],
-            )
-            .map_err(|e| self.err(e))?;
+        let n = insert_feedback(&self.conn(), f).map_err(|e| self.err(e))?;
         Ok(n == 1)
     }
 
@@ -725,22 +711,8 @@ impl Journal for SqliteJournal {
                 ])
                 .map_err(|e| self.err(e))?;
             }
-            let mut fb = tx
-                .prepare(
-                    "INSERT INTO feedback(key, address, kind, status, diagnostic, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(key) DO NOTHING",
-                )
-                .map_err(|e| self.err(e))?;
             for f in &dump.feedback {
-                fb.execute(params![
-                    f.key,
-                    f.address,
-                    f.kind.as_str(),
-                    f.status,
-                    f.diagnostic,
-                    f.at
-                ])
-                .map_err(|e| self.err(e))?;
+                insert_feedback(&tx, f).map_err(|e| self.err(e))?;
             }
         }
         tx.commit().map_err(|e| self.err(e))
@@ -1175,6 +1147,22 @@ impl Drop for Claim {
         held.retain(|k| k != &self.0);
         RELEASED.notify_all();
     }
+}
+
+/// Records `f` unless its key is there: 1 row when it was new, else 0.
+fn insert_feedback(conn: &Connection, f: &Feedback) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT INTO feedback(key, address, kind, status, diagnostic, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(key) DO NOTHING",
+    )?
+    .execute(params![
+        f.key,
+        f.address,
+        f.kind.as_str(),
+        f.status,
+        f.diagnostic,
+        f.at
+    ])
 }
 
 #[cfg(test)]
