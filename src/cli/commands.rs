@@ -844,22 +844,17 @@ pub fn bounces(config: &BouncesConfig) -> Result<u8> {
         },
     )?;
     // A database no campaign was sent with (its tables were just made).
-    if journal.meta("template")?.is_none() {
+    let Some(template) = journal.meta("template")? else {
         return Err(missing(
             config.journal.describe().into(),
             "holds no campaign",
         ));
-    }
+    };
     let journal = &*journal;
     let matcher = Matcher::new(journal)?;
-    let campaign = journal
-        .meta("template")?
-        .map(|t| {
-            std::path::Path::new(&t)
-                .file_name()
-                .map_or(t.clone(), |n| n.to_string_lossy().into_owned())
-        })
-        .unwrap_or_default();
+    let campaign = std::path::Path::new(&template)
+        .file_name()
+        .map_or(template.clone(), |n| n.to_string_lossy().into_owned());
     let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

@@ -984,13 +984,13 @@ impl Tls {
                 .expect("a store with at least one CA (checked when it was read)");
                 match self.check {
                     Check::Full => webpki,
-                    _ => Arc::new(NoVerify {
+                    _ => Arc::new(Relaxed {
                         provider: Arc::clone(&provider),
                         chain: Some(webpki),
                     }),
                 }
             }
-            None => Arc::new(NoVerify {
+            None => Arc::new(Relaxed {
                 provider: Arc::clone(&provider),
                 chain: None,
             }),
@@ -1036,17 +1036,17 @@ fn system_roots() -> std::result::Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
-/// What `require` (nothing) and `verify-ca` (the chain to a trusted CA,
-/// not the name) check of the server's certificate; `verify-full` uses
-/// rustls's WebPKI verifier as it is.
+/// The checks below `verify-full` (which uses rustls's WebPKI verifier as
+/// it is): none for `require`, the chain to a trusted CA but not the name
+/// for `verify-ca`.
 #[derive(Debug)]
-struct NoVerify {
+struct Relaxed {
     provider: Arc<rustls::crypto::CryptoProvider>,
     /// `verify-ca`: the verifier whose name check is waived.
     chain: Option<Arc<rustls::client::WebPkiServerVerifier>>,
 }
 
-impl rustls::client::danger::ServerCertVerifier for NoVerify {
+impl rustls::client::danger::ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         cert: &rustls_pki_types::CertificateDer<'_>,
@@ -1893,20 +1893,10 @@ mod tests {
         assert!(e.contains("root.crt does not exist"), "{e}");
         // A CA file that holds no certificate is refused, not ignored.
         std::fs::write(&missing, "not a certificate\n").unwrap();
-        let e = of(target(
-            &format!("{u}?sslmode=verify-ca"),
-            None,
-            Some(&missing),
-        ))
-        .unwrap_err();
-        assert!(e.contains("has no certificate"), "{e}");
-        let e = of(target(
-            &format!("{u}?sslmode=require"),
-            None,
-            Some(&missing),
-        ))
-        .unwrap_err();
-        assert!(e.contains("has no certificate"), "{e}");
+        for mode in ["verify-ca", "require"] {
+            let e = of(target(&format!("{u}?sslmode={mode}"), None, Some(&missing))).unwrap_err();
+            assert!(e.contains("has no certificate"), "{mode}: {e}");
+        }
         for (mode, why) in [
             ("allow", "does not support"),
             ("verify", "write disable, prefer"),
